@@ -1,0 +1,66 @@
+// model1: sparse decode (MODEL1.md section 3) with a plan / run split.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+
+#include "model1/kv_cache.h"
+#include "model1/tensor.h"
+
+namespace model1 {
+
+/// Everything one sparse decode call reads and writes. Optional tensors are absent when
+/// default-constructed (`TensorView{}`).
+struct SparseDecodeArgs {
+  TensorView q;        ///< bf16 [b, s_q, h_q, d_qk]; any strides, last dim contiguous
+  KvCacheView kv;      ///< main cache (d_qk 512 for MODEL1, 576 for V3.2)
+  TensorView indices;  ///< int32 [b, s_q, topk]; slots; any strides, last dim contiguous
+  TensorView topk_length;  ///< optional int32 [b]: keys k < topk_length[i] are candidates
+
+  KvCacheView extra_kv;          ///< optional extra cache (same format, its own P and pages)
+  TensorView extra_indices;      ///< int32 [b, s_q, extra_topk]; needs extra_kv
+  TensorView extra_topk_length;  ///< optional int32 [b]
+
+  TensorView attn_sink;  ///< optional f32 [h_q]
+  float sm_scale = NAN;  ///< NaN means 1 / sqrt(d_qk)
+
+  TensorView out;  ///< bf16 [b, s_q, h_q, d_v = 512]; fully written
+  TensorView lse;  ///< f32  [b, s_q, h_q]; natural log, excludes the sink; +inf if no key
+};
+
+/// The split-KV schedule and workspace for one batch shape. Built by plan_decode(); reusable by
+/// every call (every layer) with the same shapes, devices and length tensors (values may
+/// change between calls on CUDA: the schedule is recomputed on the device). Move-only.
+class DecodePlan {
+ public:
+  DecodePlan();
+  ~DecodePlan();
+  DecodePlan(DecodePlan&&) noexcept;
+  DecodePlan& operator=(DecodePlan&&) noexcept;
+  DecodePlan(const DecodePlan&) = delete;
+  DecodePlan& operator=(const DecodePlan&) = delete;
+
+  bool valid() const { return impl_ != nullptr; }
+
+  struct Impl;  // defined in src/api
+  Impl* impl() const { return impl_.get(); }
+  explicit DecodePlan(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Validates `args` (outputs untouched on error) and builds the schedule. On CUDA this
+/// allocates the plan's workspace once and enqueues the scheduling kernel on `stream`
+/// (a cudaStream_t, nullptr = default); it never synchronises the host.
+DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream = nullptr);
+
+/// Runs sparse decode with a plan made for the same shapes. Allocates nothing and
+/// synchronises nothing on CUDA (safe inside CUDA-graph capture).
+void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* stream = nullptr);
+
+/// Convenience: plan_decode + sparse_decode (allocates; not for graph capture).
+void sparse_decode(const SparseDecodeArgs& args, void* stream = nullptr);
+
+}  // namespace model1
