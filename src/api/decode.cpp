@@ -1,0 +1,225 @@
+// model1 src/api: validation, planning and dispatch of sparse decode (include/model1/decode.h).
+#include "model1/decode.h"
+
+#include <string>
+#include <utility>
+
+#include "backend.h"
+#include "model1/error.h"
+#include "validate.h"
+
+namespace model1 {
+
+using detail::check_backend_available;
+using detail::check_cache;
+using detail::check_contiguous;
+using detail::check_data;
+using detail::check_dim;
+using detail::check_dim_at_least;
+using detail::check_dtype;
+using detail::check_last_dim_contiguous;
+using detail::check_rank;
+using detail::check_same_device;
+
+DecodePlan::DecodePlan() = default;
+DecodePlan::~DecodePlan() = default;
+DecodePlan::DecodePlan(DecodePlan&&) noexcept = default;
+DecodePlan& DecodePlan::operator=(DecodePlan&&) noexcept = default;
+DecodePlan::DecodePlan(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+/// The shape signature of a validated call, plus its resolved sm_scale.
+struct DecodeShape {
+  DecodePlan::Impl sig;
+  float sm_scale = 0.0f;
+};
+
+/// Optional int32 [b] length tensor.
+void check_lengths(const TensorView& t, const std::string& name, int64_t b) {
+  check_data(t, name);
+  check_dtype(t, name, DType::kI32);
+  check_rank(t, name, 1, "[b]");
+  check_dim(t, name, 0, b, "b", "(= q.shape[0])");
+  check_contiguous(t, name);
+}
+
+/// int32 [b, s_q, topk] slot indices, last dim contiguous. Returns topk.
+int64_t check_indices(const TensorView& t, const std::string& name, int64_t b, int64_t s_q) {
+  check_data(t, name);
+  check_dtype(t, name, DType::kI32);
+  check_rank(t, name, 3, "[b, s_q, topk]");
+  check_dim(t, name, 0, b, "b", "(= q.shape[0])");
+  check_dim(t, name, 1, s_q, "s_q", "(= q.shape[1])");
+  check_dim_at_least(t, name, 2, 1, "topk");
+  check_last_dim_contiguous(t, name);
+  return t.shape[2];
+}
+
+/// Checks every argument of a decode call; nothing is read from device memory.
+DecodeShape validate_decode(const SparseDecodeArgs& a) {
+  DecodeShape r;
+  // q: bf16 [b, s_q, h_q, d_qk]
+  check_data(a.q, "q");
+  check_dtype(a.q, "q", DType::kBF16);
+  check_rank(a.q, "q", 4, "[b, s_q, h_q, d_qk]");
+  check_dim_at_least(a.q, "q", 0, 1, "b");
+  check_dim_at_least(a.q, "q", 1, 1, "s_q");
+  detail::check_num_heads(a.q.shape[2], "q");
+  const int64_t b = a.q.shape[0], s_q = a.q.shape[1], h_q = a.q.shape[2], d_qk = a.q.shape[3];
+  MODEL1_CHECK(d_qk == 512 || d_qk == 576, "q.shape", "shape[3] (d_qk) 512 or 576",
+               std::to_string(d_qk));
+  check_last_dim_contiguous(a.q, "q");
+
+  // Main cache; its d_qk must be q's.
+  const int kv_d_qk = check_cache(a.kv, "kv");
+  MODEL1_CHECK(kv_d_qk == d_qk, "q.shape",
+               "shape[3] (d_qk) " + std::to_string(kv_d_qk) + " (the head dim of kv, format " +
+                   kv_format_name(a.kv.format) + ")",
+               std::to_string(d_qk));
+  const int64_t topk = check_indices(a.indices, "indices", b, s_q);
+  if (a.topk_length.defined()) check_lengths(a.topk_length, "topk_length", b);
+
+  // Extra cache: all or nothing (lengths only with indices and cache).
+  const bool has_extra_kv = a.extra_kv.data.defined();
+  const bool has_extra_indices = a.extra_indices.defined();
+  MODEL1_CHECK(has_extra_kv || !has_extra_indices, "extra_kv",
+               "an extra cache (extra_indices is given)", "no extra_kv");
+  MODEL1_CHECK(has_extra_indices || !has_extra_kv, "extra_indices",
+               "extra_indices [b, s_q, extra_topk] (extra_kv is given)", "no extra_indices");
+  MODEL1_CHECK(has_extra_kv || !a.extra_topk_length.defined(), "extra_topk_length",
+               "no extra_topk_length (there is no extra cache)", "a tensor");
+  int64_t extra_topk = 0;
+  if (has_extra_kv) {
+    MODEL1_CHECK(a.extra_kv.format == a.kv.format, "extra_kv.format",
+                 std::string("format ") + kv_format_name(a.kv.format) + " (the format of kv)",
+                 std::string("format ") + kv_format_name(a.extra_kv.format));
+    const int extra_d_qk = check_cache(a.extra_kv, "extra_kv");
+    MODEL1_CHECK(extra_d_qk == d_qk, "extra_kv.data.shape",
+                 "d_qk " + std::to_string(d_qk) + " (the head dim of q)",
+                 std::to_string(extra_d_qk));
+    extra_topk = check_indices(a.extra_indices, "extra_indices", b, s_q);
+    if (a.extra_topk_length.defined()) {
+      check_lengths(a.extra_topk_length, "extra_topk_length", b);
+    }
+  }
+
+  if (a.attn_sink.defined()) {
+    check_data(a.attn_sink, "attn_sink");
+    check_dtype(a.attn_sink, "attn_sink", DType::kF32);
+    check_rank(a.attn_sink, "attn_sink", 1, "[h_q]");
+    check_dim(a.attn_sink, "attn_sink", 0, h_q, "h_q", "(= q.shape[2])");
+    check_contiguous(a.attn_sink, "attn_sink");
+  }
+  r.sm_scale = detail::resolve_sm_scale(a.sm_scale, d_qk);
+
+  // Outputs: out bf16 [b, s_q, h_q, 512], lse f32 [b, s_q, h_q], both contiguous.
+  check_data(a.out, "out");
+  check_dtype(a.out, "out", DType::kBF16);
+  check_rank(a.out, "out", 4, "[b, s_q, h_q, d_v]");
+  check_dim(a.out, "out", 0, b, "b", "(= q.shape[0])");
+  check_dim(a.out, "out", 1, s_q, "s_q", "(= q.shape[1])");
+  check_dim(a.out, "out", 2, h_q, "h_q", "(= q.shape[2])");
+  check_dim(a.out, "out", 3, 512, "d_v");
+  check_contiguous(a.out, "out");
+  check_data(a.lse, "lse");
+  check_dtype(a.lse, "lse", DType::kF32);
+  check_rank(a.lse, "lse", 3, "[b, s_q, h_q]");
+  check_dim(a.lse, "lse", 0, b, "b", "(= q.shape[0])");
+  check_dim(a.lse, "lse", 1, s_q, "s_q", "(= q.shape[1])");
+  check_dim(a.lse, "lse", 2, h_q, "h_q", "(= q.shape[2])");
+  check_contiguous(a.lse, "lse");
+
+  // NOTE: the backend check comes first so that a CUDA call in a CPU-only build names the
+  // missing backend rather than a device mismatch.
+  check_backend_available(a.q, "q");
+  // One device for everything.
+  check_same_device(a.kv.data, "kv", a.q, "q");
+  check_same_device(a.indices, "indices", a.q, "q");
+  if (a.topk_length.defined()) check_same_device(a.topk_length, "topk_length", a.q, "q");
+  if (has_extra_kv) {
+    check_same_device(a.extra_kv.data, "extra_kv", a.q, "q");
+    check_same_device(a.extra_indices, "extra_indices", a.q, "q");
+    if (a.extra_topk_length.defined()) {
+      check_same_device(a.extra_topk_length, "extra_topk_length", a.q, "q");
+    }
+  }
+  if (a.attn_sink.defined()) check_same_device(a.attn_sink, "attn_sink", a.q, "q");
+  check_same_device(a.out, "out", a.q, "q");
+  check_same_device(a.lse, "lse", a.q, "q");
+
+  r.sig.device = a.q.device;
+  r.sig.device_id = a.q.device_id;
+  r.sig.format = a.kv.format;
+  r.sig.b = b;
+  r.sig.s_q = s_q;
+  r.sig.h_q = h_q;
+  r.sig.d_qk = d_qk;
+  r.sig.topk = topk;
+  r.sig.extra_topk = extra_topk;
+  r.sig.has_extra = has_extra_kv;
+  r.sig.has_topk_length = a.topk_length.defined();
+  r.sig.has_extra_topk_length = has_extra_kv && a.extra_topk_length.defined();
+  return r;
+}
+
+std::string describe_sig(const DecodePlan::Impl& s) {
+  return std::string(device_name(s.device)) + ":" + std::to_string(s.device_id) + " " +
+         kv_format_name(s.format) + " b=" + std::to_string(s.b) +
+         " s_q=" + std::to_string(s.s_q) + " h_q=" + std::to_string(s.h_q) +
+         " d_qk=" + std::to_string(s.d_qk) + " topk=" + std::to_string(s.topk) +
+         " extra=" + (s.has_extra ? "yes" : "no") +
+         " extra_topk=" + std::to_string(s.extra_topk) +
+         " topk_length=" + (s.has_topk_length ? "yes" : "no") +
+         " extra_topk_length=" + (s.has_extra_topk_length ? "yes" : "no");
+}
+
+bool same_sig(const DecodePlan::Impl& x, const DecodePlan::Impl& y) {
+  return x.device == y.device && x.device_id == y.device_id && x.format == y.format &&
+         x.b == y.b && x.s_q == y.s_q && x.h_q == y.h_q && x.d_qk == y.d_qk &&
+         x.topk == y.topk && x.extra_topk == y.extra_topk && x.has_extra == y.has_extra &&
+         x.has_topk_length == y.has_topk_length &&
+         x.has_extra_topk_length == y.has_extra_topk_length;
+}
+
+}  // namespace
+
+DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream) {
+  DecodeShape shape = validate_decode(args);
+  auto impl = std::make_unique<DecodePlan::Impl>(std::move(shape.sig));
+  if (impl->device == Device::kCUDA) {
+#ifdef MODEL1_WITH_CUDA
+    impl->backend = cuda::plan_decode(args, stream);
+#endif
+  }
+  (void)stream;
+  // NOTE: the CPU backend needs no schedule: impl->backend stays null.
+  return DecodePlan(std::move(impl));
+}
+
+void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* stream) {
+  const DecodeShape shape = validate_decode(args);
+  const DecodePlan::Impl* impl = plan.impl();
+  MODEL1_CHECK(impl != nullptr, "plan", "a plan made by plan_decode", "an empty DecodePlan");
+  MODEL1_CHECK(same_sig(*impl, shape.sig), "plan",
+               "a plan for this call (" + describe_sig(shape.sig) + ")",
+               "a plan for " + describe_sig(*impl));
+  if (shape.sig.device == Device::kCPU) {
+    cpu::sparse_decode(args, shape.sm_scale);
+    return;
+  }
+#ifdef MODEL1_WITH_CUDA
+  MODEL1_CHECK(impl->backend != nullptr, "plan", "a plan with CUDA schedule state",
+               "a plan without backend state");
+  cuda::sparse_decode(args, shape.sm_scale, *impl->backend, stream);
+#else
+  (void)stream;
+#endif
+}
+
+void sparse_decode(const SparseDecodeArgs& args, void* stream) {
+  const DecodePlan plan = plan_decode(args, stream);
+  sparse_decode(args, plan, stream);
+}
+
+}  // namespace model1
