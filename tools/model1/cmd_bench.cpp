@@ -1,0 +1,336 @@
+// model1 CLI: `model1 bench`.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "model1/error.h"
+#include "model1/version.h"
+#include "presets.h"
+#include "runner.h"
+#include "table.h"
+#include "workload.h"
+
+namespace model1::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+/// About four significant digits, without exponents for ordinary magnitudes.
+std::string num(double x) {
+  const double a = std::fabs(x);
+  if (a >= 1000.0) return format("%.0f", x);
+  if (a >= 100.0) return format("%.1f", x);
+  if (a >= 10.0) return format("%.2f", x);
+  if (a >= 0.01 || a == 0.0) return format("%.3f", x);
+  return format("%.2e", x);
+}
+
+std::string percent(double fraction) {
+  const double p = 100.0 * fraction;
+  return p >= 0.1 ? format("%.1f%%", p) : format("%.2e%%", p);
+}
+
+struct Job {
+  const bench::Preset* preset;
+  int64_t point;  // batch (decode) or s_kv (prefill)
+};
+
+struct Outcome {
+  Job job;
+  std::optional<bench::ResultRow> row;
+  std::string error;
+};
+
+nlohmann::json row_json(const bench::ResultRow& r) {
+  nlohmann::json j;
+  j["preset"] = r.preset;
+  j["kind"] = r.kind;
+  j["backend"] = r.backend;
+  j["format"] = r.format;
+  j["device"] = r.device;
+  if (r.kind == "prefill") {
+    j["s_kv"] = r.s_kv;
+  } else {
+    j["batch"] = r.batch;
+  }
+  j["s_q"] = r.s_q;
+  j["h_q"] = r.h_q;
+  j["d_qk"] = r.d_qk;
+  j["d_v"] = 512;
+  j["topk"] = r.topk;
+  j["extra_topk"] = r.extra_topk;
+  j["seed"] = r.seed;
+  j["runs"] = r.runs;
+  const bool timed = !r.timing.samples_us.empty();
+  const auto opt = [timed](double x) {
+    return timed ? nlohmann::json(x) : nlohmann::json(nullptr);
+  };
+  j["time_us"] = opt(r.timing.median_us);
+  j["min_us"] = opt(r.timing.min_us);
+  j["max_us"] = opt(r.timing.max_us);
+  j["samples_us"] = r.timing.samples_us;
+  j["flops"] = r.cost.flops;
+  j["bytes"] = r.cost.bytes;
+  j["attended"] = r.cost.attended;
+  j["distinct_slots"] = r.cost.distinct_slots;
+  j["tflops"] = opt(r.tflops);
+  j["gbps"] = opt(r.gbps);
+  j["floor_us"] = r.cost.floor_us();
+  j["compute_floor_us"] = r.cost.compute_floor_us();
+  j["memory_floor_us"] = r.cost.memory_floor_us();
+  j["roofline_fraction"] = opt(r.roofline_fraction);
+  j["flashmla_us"] = r.flashmla_us ? nlohmann::json(*r.flashmla_us) : nlohmann::json(nullptr);
+  j["speedup"] = r.speedup ? nlohmann::json(*r.speedup) : nlohmann::json(nullptr);
+  return j;
+}
+
+std::string shape_label(const Outcome& oc) {
+  if (!oc.row) {
+    return format("%s=%lld", oc.job.preset->point_name(), static_cast<long long>(oc.job.point));
+  }
+  std::string shape = oc.row->point_label();
+  if (oc.row->kind == "prefill" && oc.row->s_q != oc.job.preset->s_q) {
+    shape += format(" s_q=%lld", static_cast<long long>(oc.row->s_q));
+  }
+  return shape;
+}
+
+void print_timings(const std::vector<Outcome>& outcomes, bench::Backend backend) {
+  Table t;
+  t.add_column("preset", Table::Align::kLeft);
+  t.add_column("backend", Table::Align::kLeft);
+  t.add_column("shape", Table::Align::kLeft);
+  t.add_column("us");
+  t.add_column("min us");
+  t.add_column("TFLOPS");
+  t.add_column("GB/s");
+  t.add_column("roofline");
+  t.add_column("FlashMLA us");
+  t.add_column("speedup");
+  std::vector<std::string> notes;
+  for (const Outcome& oc : outcomes) {
+    if (!oc.row) {
+      t.add_row({oc.job.preset->name, bench::backend_name(backend), shape_label(oc), "failed"});
+      continue;
+    }
+    const bench::ResultRow& r = *oc.row;
+    t.add_row({r.preset, r.backend, shape_label(oc), num(r.timing.median_us), num(r.timing.min_us),
+               num(r.tflops), num(r.gbps), percent(r.roofline_fraction),
+               r.flashmla_us ? num(*r.flashmla_us) : "-",
+               r.speedup ? format("%sx", num(*r.speedup).c_str()) : "-"});
+    if (!oc.job.preset->bar_note.empty()) {
+      const std::string note = oc.job.preset->name + ": " + oc.job.preset->bar_note;
+      if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
+    }
+  }
+  t.print(stdout);
+  std::printf(
+      "roofline = max(FLOPs / 790 TFLOP/s, bytes / 4.3 TB/s) / time (H200); "
+      "speedup = FlashMLA time / ours\n");
+  for (const std::string& n : notes) std::printf("note: %s\n", n.c_str());
+}
+
+void print_accounting(const std::vector<Outcome>& outcomes, uint64_t seed) {
+  std::printf("model1 %s bench --dry-run: accounting of the generated workloads, seed %llu\n",
+              version_string(), static_cast<unsigned long long>(seed));
+  Table t;
+  t.add_column("preset", Table::Align::kLeft);
+  t.add_column("shape", Table::Align::kLeft);
+  t.add_column("GFLOP");
+  t.add_column("MB");
+  t.add_column("keys");
+  t.add_column("slots");
+  t.add_column("compute us");
+  t.add_column("memory us");
+  t.add_column("floor us");
+  t.add_column("bound", Table::Align::kLeft);
+  t.add_column("FlashMLA us");
+  t.add_column("FlashMLA/floor");
+  for (const Outcome& oc : outcomes) {
+    if (!oc.row) {
+      t.add_row({oc.job.preset->name, shape_label(oc), "failed"});
+      continue;
+    }
+    const bench::ResultRow& r = *oc.row;
+    const bench::Cost& c = r.cost;
+    t.add_row({r.preset, shape_label(oc), num(c.flops / 1e9), num(c.bytes / 1e6),
+               std::to_string(c.attended), std::to_string(c.distinct_slots),
+               num(c.compute_floor_us()), num(c.memory_floor_us()), num(c.floor_us()),
+               c.compute_floor_us() >= c.memory_floor_us() ? "compute" : "memory",
+               r.flashmla_us ? num(*r.flashmla_us) : "-",
+               r.flashmla_us ? percent(c.floor_us() / *r.flashmla_us) : "-"});
+  }
+  t.print(stdout);
+  std::printf(
+      "floor = max(FLOPs / 790 TFLOP/s, bytes / 4.3 TB/s) (H200); keys = attended "
+      "(request, query, key) triples; slots = distinct cache slots (kv rows) read\n");
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  const std::vector<const bench::Preset*> presets = bench::parse_preset_list(o.presets);
+  const bench::Backend backend = bench::parse_backend(o.backend);
+  const bool cuda = backend == bench::Backend::kCuda;
+  std::string device_name = "cpu";
+  if (cuda && !o.dry_run) {
+    const int rc = require_gpu(o.device, &device_name);
+    if (rc != kExitOk) return rc;
+  }
+
+  bool any_decode = false, any_prefill = false;
+  for (const bench::Preset* p : presets) (p->is_prefill() ? any_prefill : any_decode) = true;
+  MODEL1_CHECK(o.batches.empty() || any_decode, "--batch",
+               "decode presets (prefill rows are s_kv values: use --s-kv)", "prefill presets only");
+  MODEL1_CHECK(o.s_kvs.empty() || any_prefill, "--s-kv", "prefill presets", "decode presets only");
+  MODEL1_CHECK(o.s_q == 0 || any_prefill, "--s-q", "prefill presets (decode s_q is fixed)",
+               "decode presets only");
+  if (!o.batches.empty() && any_prefill) {
+    std::fprintf(stderr, "note: --batch applies to decode presets; prefill rows are s_kv values\n");
+  }
+
+  std::vector<Job> jobs;
+  for (const bench::Preset* p : presets) {
+    const std::vector<int64_t>& chosen = p->is_prefill() ? o.s_kvs : o.batches;
+    for (int64_t x : chosen.empty() ? p->points : chosen) jobs.push_back({p, x});
+  }
+
+  bench::TimingOptions timing;
+  timing.runs = o.runs > 0 ? o.runs : (cuda ? 30 : 3);
+  timing.warmup = o.warmup >= 0 ? o.warmup : (cuda ? 5 : 1);
+  timing.device = o.device;
+  timing.flush_l2 = !o.no_flush;
+
+  std::vector<Outcome> outcomes;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const Job& job = jobs[i];
+    const bench::Preset& p = *job.preset;
+    std::fprintf(stderr, "[%zu/%zu] %s %s=%lld ...", i + 1, jobs.size(), p.name.c_str(),
+                 p.point_name(), static_cast<long long>(job.point));
+    std::fflush(stderr);
+    Outcome outcome{job, std::nullopt, {}};
+    const Clock::time_point start = Clock::now();
+    double generate_s = 0.0;
+    try {
+      if (p.is_prefill()) {
+        bench::PrefillWorkload w(bench::prefill_spec(p, job.point, o.s_q), o.seed);
+        generate_s = seconds_since(start);
+        const bench::Timing t =
+            o.dry_run ? bench::Timing{} : bench::time_prefill(w, backend, timing);
+        outcome.row =
+            bench::make_prefill_row(p, w, backend, device_name, o.dry_run ? 0 : timing.runs, t);
+      } else {
+        bench::DecodeWorkload w(bench::decode_spec(p, job.point), o.seed);
+        generate_s = seconds_since(start);
+        const bench::Timing t =
+            o.dry_run ? bench::Timing{} : bench::time_decode(w, backend, timing);
+        outcome.row =
+            bench::make_decode_row(p, w, backend, device_name, o.dry_run ? 0 : timing.runs, t);
+      }
+      if (o.dry_run) {
+        std::fprintf(stderr, " workload %.1f s\n", generate_s);
+      } else {
+        std::fprintf(stderr, " %s us (workload %.1f s, runs %.1f s)\n",
+                     num(outcome.row->timing.median_us).c_str(), generate_s,
+                     seconds_since(start) - generate_s);
+      }
+    } catch (const Error& e) {
+      outcome.error = e.argument() + ": expected " + e.expected() + ", got " + e.actual();
+      std::fprintf(stderr, " FAILED: %s\n", outcome.error.c_str());
+    } catch (const std::exception& e) {
+      outcome.error = e.what();
+      std::fprintf(stderr, " FAILED: %s\n", outcome.error.c_str());
+    }
+    outcomes.push_back(std::move(outcome));
+  }
+
+  if (o.dry_run) {
+    print_accounting(outcomes, o.seed);
+  } else {
+    std::printf(
+        "model1 %s bench: backend %s (%s), median of %d runs after %d warm-up%s, "
+        "seed %llu\n",
+        version_string(), bench::backend_name(backend), device_name.c_str(), timing.runs,
+        timing.warmup, cuda ? (timing.flush_l2 ? ", L2 flushed" : ", L2 not flushed") : "",
+        static_cast<unsigned long long>(o.seed));
+    print_timings(outcomes, backend);
+  }
+  int failures = 0;
+  for (const Outcome& oc : outcomes) {
+    if (!oc.row) {
+      ++failures;
+      std::printf("failed: %s %s=%lld: %s\n", oc.job.preset->name.c_str(),
+                  oc.job.preset->point_name(), static_cast<long long>(oc.job.point),
+                  oc.error.c_str());
+    }
+  }
+
+  if (!o.json.empty()) {
+    nlohmann::json doc;
+    doc["model1_version"] = version_string();
+    doc["backend"] = bench::backend_name(backend);
+    doc["device"] = device_name;
+    doc["runs"] = timing.runs;
+    doc["warmup"] = timing.warmup;
+    doc["flush_l2"] = cuda && timing.flush_l2;
+    doc["seed"] = o.seed;
+    doc["roofline"] = {{"flops_per_s", bench::kRooflineFlops},
+                       {"bytes_per_s", bench::kRooflineBytes}};
+    nlohmann::json rows = nlohmann::json::array();
+    for (const Outcome& oc : outcomes) {
+      if (oc.row) {
+        rows.push_back(row_json(*oc.row));
+      } else {
+        rows.push_back({{"preset", oc.job.preset->name},
+                        {oc.job.preset->is_prefill() ? "s_kv" : "batch", oc.job.point},
+                        {"backend", bench::backend_name(backend)},
+                        {"error", oc.error}});
+      }
+    }
+    doc["rows"] = rows;
+    std::ofstream f(o.json);
+    MODEL1_CHECK(f.good(), "--json", "a writable file", "'" + o.json + "'");
+    f << doc.dump(2) << "\n";
+    f.close();
+    MODEL1_CHECK(!f.fail(), "--json", "the rows written", "a write error on '" + o.json + "'");
+    std::fprintf(stderr, "wrote %zu rows to %s\n", outcomes.size(), o.json.c_str());
+  }
+  return failures == 0 ? kExitOk : kExitFail;
+}
+
+int require_gpu(int device, std::string* name) {
+  if (!cuda_compiled() || !bench::cuda_runner_compiled()) {
+    std::fprintf(stderr,
+                 "model1: --backend cuda: this build has no CUDA backend "
+                 "(configure with -DMODEL1_CUDA=ON on a machine with nvcc)\n");
+    return kExitNoGpu;
+  }
+  const std::vector<GpuInfo> gpus = gpus_found();
+  if (gpus.empty()) {
+    std::fprintf(stderr,
+                 "model1: --backend cuda: no CUDA GPU found (no driver or no device visible); "
+                 "use --backend cpu\n");
+    return kExitNoGpu;
+  }
+  for (const GpuInfo& g : gpus) {
+    if (g.device_id == device) {
+      *name = g.name;
+      return kExitOk;
+    }
+  }
+  std::fprintf(stderr, "model1: --device %d: no such GPU (%zu found)\n", device, gpus.size());
+  return kExitNoGpu;
+}
+
+}  // namespace model1::cli
