@@ -1,0 +1,243 @@
+// model1 CUDA backend: the model1::cuda entry points of src/backend.h for decode, the plan
+// (workspace owner), device queries. Arguments arrive validated by src/api.
+//
+// Scheduling: the split-KV schedule of a request is a pure function of its own clamped
+// lengths (request_schedule in common/decode_params.h). Instead of a separate plan kernel
+// writing it to memory, every CTA of the split kernel and every warp of the combine kernel
+// evaluates it from topk_length / extra_topk_length on the device at run time. That is the
+// plan kernel fused into its consumers: no host sync, no extra launch, and length values may
+// change freely between calls (and between CUDA-graph replays) under one plan.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "cuda/common/combine.cuh"
+#include "cuda/common/cuda_check.h"
+#include "cuda/common/decode_params.h"
+#include "cuda/common/numerics.cuh"
+#include "cuda/portable/decode_launch.h"
+#include "cuda/portable/prefill_launch.h"
+#include "model1/error.h"
+
+#ifndef MODEL1_CUDA_ARCHS
+#define MODEL1_CUDA_ARCHS "sm_80"
+#endif
+
+namespace model1::cuda {
+namespace {
+
+/// The CUDA part of a DecodePlan: the split workspace, allocated once.
+struct CudaPlanState final : detail::BackendPlanState {
+  int device = 0;
+  int max_splits = 1;
+  int split_chunks = kSplitChunks;
+  float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
+  float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
+
+  ~CudaPlanState() override {
+    if (partial_o == nullptr && partial_lse == nullptr) return;
+    int previous = 0;
+    const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device &&
+                          cudaSetDevice(device) == cudaSuccess;
+    cudaFree(partial_o);
+    cudaFree(partial_lse);
+    if (switched) cudaSetDevice(previous);
+  }
+};
+
+constexpr int64_t kMaxKeys = int64_t{1} << 30;  // topk + extra_topk must fit an int
+
+bool aligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+CacheParams cache_params(const KvCacheView& view, bool* aligned16) {
+  const detail::CacheGeom g = detail::cache_geom(view);
+  CacheParams c;
+  c.base = g.base;
+  c.page_stride = g.page_stride;
+  c.page_size = g.page_size;
+  c.num_slots = g.num_slots();
+  c.row_stride = g.bf16_row_stride;
+  // NOTE: cp.async needs 16-byte aligned rows; MODEL1 scale rows (576 P + 8 t) are then
+  // 8-byte aligned, which their 8-byte copies need.
+  *aligned16 = *aligned16 && aligned(g.base, 16) && g.page_stride % 16 == 0 &&
+               (g.format != KvFormat::kBf16 || g.bf16_row_stride % 16 == 0);
+  return c;
+}
+
+DecodeParams make_params(const SparseDecodeArgs& a, float sm_scale, const CudaPlanState& st) {
+  DecodeParams p;
+  p.q = a.q.ptr<const uint16_t>();
+  p.q_stride_b = a.q.strides[0];
+  p.q_stride_s = a.q.strides[1];
+  p.q_stride_h = a.q.strides[2];
+  p.b = static_cast<int>(a.q.shape[0]);
+  p.s_q = static_cast<int>(a.q.shape[1]);
+  p.h_q = static_cast<int>(a.q.shape[2]);
+  p.num_head_groups = p.h_q > 64 ? p.h_q / 64 : 1;
+  p.q_aligned16 = aligned(p.q, 16) && p.q_stride_b % 8 == 0 && p.q_stride_s % 8 == 0 &&
+                  p.q_stride_h % 8 == 0;
+
+  bool cache_aligned = true;
+  p.kv = cache_params(a.kv, &cache_aligned);
+  p.indices = a.indices.ptr<const int32_t>();
+  p.idx_stride_b = a.indices.strides[0];
+  p.idx_stride_s = a.indices.strides[1];
+  p.topk = static_cast<int>(a.indices.shape[2]);
+  p.topk_length = a.topk_length.defined() ? a.topk_length.ptr<const int32_t>() : nullptr;
+
+  if (a.extra_kv.data.defined()) {
+    p.extra_kv = cache_params(a.extra_kv, &cache_aligned);
+    p.extra_indices = a.extra_indices.ptr<const int32_t>();
+    p.extra_idx_stride_b = a.extra_indices.strides[0];
+    p.extra_idx_stride_s = a.extra_indices.strides[1];
+    p.extra_topk = static_cast<int>(a.extra_indices.shape[2]);
+    p.extra_topk_length =
+        a.extra_topk_length.defined() ? a.extra_topk_length.ptr<const int32_t>() : nullptr;
+  }
+  p.cache_aligned16 = cache_aligned;
+
+  p.attn_sink = a.attn_sink.defined() ? a.attn_sink.ptr<const float>() : nullptr;
+  p.scale_log2 = sm_scale * kLog2e;
+  p.out = a.out.ptr<uint16_t>();
+  p.lse = a.lse.ptr<float>();
+  p.out_aligned8 = aligned(p.out, 8);
+  p.partial_o = st.partial_o;
+  p.partial_lse = st.partial_lse;
+  p.max_splits = st.max_splits;
+  p.split_chunks = st.split_chunks;
+  return p;
+}
+
+/// Target chunks (of 64 keys) per split: kSplitChunks, or MODEL1_CUDA_SPLIT_CHUNKS (1..256)
+/// for tuning. NOTE: read once per process, so every plan of a run shares it and batch
+/// invariance holds (it never depends on the batch).
+int split_chunks_setting() {
+  static const int value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_SPLIT_CHUNKS");
+    if (env == nullptr || *env == '\0') return kSplitChunks;
+    const int v = std::atoi(env);
+    MODEL1_CHECK(v >= 1 && v <= 256, "MODEL1_CUDA_SPLIT_CHUNKS", "an integer in [1, 256]",
+                 std::string("'") + env + "'");
+    return v;
+  }();
+  return value;
+}
+
+}  // namespace
+
+std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, void* stream) {
+  (void)stream;  // NOTE: nothing to enqueue: the schedule is evaluated by the kernels.
+  const int device = a.q.device_id;
+  DeviceGuard guard(device, "plan_decode");
+  const int64_t topk = a.indices.shape[2];
+  const int64_t extra_topk = a.extra_indices.defined() ? a.extra_indices.shape[2] : 0;
+  MODEL1_CHECK(topk + extra_topk < kMaxKeys, "indices",
+               "topk + extra_topk < 2^30 (CUDA backend)",
+               std::to_string(topk) + " + " + std::to_string(extra_topk));
+  auto st = std::make_unique<CudaPlanState>();
+  st->device = device;
+  st->split_chunks = split_chunks_setting();
+  st->max_splits =
+      request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
+  if (st->max_splits > 1) {
+    const int64_t rows = a.q.shape[0] * a.q.shape[1] * a.q.shape[2];
+    const size_t o_bytes = static_cast<size_t>(rows) * st->max_splits * 512 * sizeof(float);
+    const size_t lse_bytes = static_cast<size_t>(rows) * st->max_splits * sizeof(float);
+    for (auto [ptr, bytes] : {std::pair{&st->partial_o, o_bytes}, std::pair{&st->partial_lse, lse_bytes}}) {
+      const cudaError_t err = cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+      if (err != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky-free error state of a failed allocation
+        MODEL1_THROW("plan", "a split-KV workspace of " + std::to_string(bytes) + " bytes on cuda:" +
+                                 std::to_string(device),
+                     std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err));
+      }
+    }
+  }
+  return st;
+}
+
+void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPlanState& plan,
+                   void* stream) {
+  auto* st = dynamic_cast<CudaPlanState*>(&plan);
+  MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors",
+               "a plan of another backend");
+  DeviceGuard guard(st->device, "sparse_decode");
+  const DecodeParams p = make_params(a, sm_scale, *st);
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (a.kv.format) {
+    case KvFormat::kModel1Fp8:
+      portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device);
+      break;
+    case KvFormat::kV32Fp8:
+      portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device);
+      break;
+    case KvFormat::kBf16:
+      if (a.q.shape[3] == 512) {
+        portable::launch_sparse_decode<portable::FormatBf16<512>>(p, s, st->device);
+      } else {
+        portable::launch_sparse_decode<portable::FormatBf16<576>>(p, s, st->device);
+      }
+      break;
+    default:
+      MODEL1_THROW("kv.format", "model1_fp8, v32_fp8 or bf16",
+                   "format code " + std::to_string(static_cast<int>(a.kv.format)));
+  }
+  if (p.max_splits > 1) {
+    const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
+    const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
+    combine_kernel<<<static_cast<unsigned>(blocks), CombineTraits::kThreads, 0, s>>>(p);
+    MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel");
+  }
+}
+
+void sparse_prefill(const SparsePrefillArgs& a, float sm_scale, void* stream) {
+  sparse_prefill_portable(a, sm_scale, stream);  // src/cuda/prefill_portable.cu
+}
+
+std::vector<GpuInfo> gpus_found() {
+  std::vector<GpuInfo> gpus;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // NOTE: no driver / no GPU: report none, never throw
+    return gpus;
+  }
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    GpuInfo info;
+    info.device_id = d;
+    info.name = prop.name;
+    info.sm_major = prop.major;
+    info.sm_minor = prop.minor;
+    info.num_sms = prop.multiProcessorCount;
+    info.total_memory = prop.totalGlobalMem;
+    gpus.push_back(info);
+  }
+  return gpus;
+}
+
+std::vector<std::string> archs_compiled() {
+  std::vector<std::string> archs;
+  std::string list = MODEL1_CUDA_ARCHS;  // e.g. "sm_80;compute_80"
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = list.find(';', start);
+    const std::string item = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!item.empty()) archs.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return archs;
+}
+
+}  // namespace model1::cuda

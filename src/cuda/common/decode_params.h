@@ -1,0 +1,93 @@
+// model1 CUDA: the plain parameter block of sparse decode (host -> kernels) and the split-KV
+// schedule, a pure function of one request's own candidate counts (batch invariance).
+#pragma once
+
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define MODEL1_HD __host__ __device__ __forceinline__
+#else
+#define MODEL1_HD inline
+#endif
+
+namespace model1::cuda {
+
+/// Split-KV schedule constants. NOTE: fixed numbers of keys, never functions of the batch:
+/// a request's split points depend only on its own candidate counts.
+inline constexpr int kChunkKeys = 64;      ///< keys per main-loop step (one smem tile)
+inline constexpr int kSplitChunks = 16;    ///< default target chunks per split (1024 keys)
+inline constexpr int kMaxSplits = 16;      ///< cap (bounds the workspace)
+
+/// One paged cache as the kernels see it.
+struct CacheParams {
+  const uint8_t* base = nullptr;  ///< first byte of page 0
+  int64_t page_stride = 0;        ///< bytes between pages
+  int64_t page_size = 0;          ///< P
+  int64_t num_slots = 0;          ///< pages * P: a slot is valid iff 0 <= slot < num_slots
+  int64_t row_stride = 0;         ///< bytes between tokens of a page (bf16 format only)
+};
+
+/// Everything the decode and combine kernels read. Strides are in elements.
+struct DecodeParams {
+  const uint16_t* q = nullptr;  // [b, s_q, h_q, d_qk] bf16, last dim contiguous
+  int64_t q_stride_b = 0, q_stride_s = 0, q_stride_h = 0;
+  int b = 0, s_q = 0, h_q = 0;
+  int num_head_groups = 1;  ///< CTAs per (request, token, split) along the heads
+
+  CacheParams kv;
+  const int32_t* indices = nullptr;  // [b, s_q, topk], last dim contiguous
+  int64_t idx_stride_b = 0, idx_stride_s = 0;
+  int topk = 0;
+  const int32_t* topk_length = nullptr;  // [b] or null
+
+  CacheParams extra_kv;
+  const int32_t* extra_indices = nullptr;  // [b, s_q, extra_topk] or null
+  int64_t extra_idx_stride_b = 0, extra_idx_stride_s = 0;
+  int extra_topk = 0;
+  const int32_t* extra_topk_length = nullptr;  // [b] or null
+
+  const float* attn_sink = nullptr;  // [h_q] or null
+  float scale_log2 = 0.0f;           ///< sm_scale * log2(e): logits in base 2
+
+  uint16_t* out = nullptr;  // [b, s_q, h_q, 512] bf16, contiguous
+  float* lse = nullptr;     // [b, s_q, h_q] f32, contiguous
+
+  float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512] f32 (split rows only)
+  float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits] f32, base 2, -inf when empty
+  int max_splits = 1;            ///< grid extent along the splits (from the shapes)
+  int split_chunks = kSplitChunks;  ///< target chunks per split (the plan's constant)
+
+  bool cache_aligned16 = true;  ///< both caches' rows 16-byte aligned: cp.async path
+  bool q_aligned16 = true;      ///< q rows 16-byte aligned: vector loads
+  bool out_aligned8 = true;     ///< out 8-byte aligned: bf16x2 / bf16x4 stores
+};
+
+struct RequestSchedule {
+  int num_keys = 0;          ///< candidates (main then extra), after length clamping
+  int num_chunks = 0;
+  int num_splits = 1;        ///< >= 1 (an empty request still gets one split: out 0, lse +inf)
+  int chunks_per_split = 0;
+};
+
+MODEL1_HD int clamp_length(const int32_t* lengths, int i, int topk) {
+  if (lengths == nullptr) return topk;
+  const int v = lengths[i];
+  return v < 0 ? 0 : (v > topk ? topk : v);
+}
+
+/// `split_chunks`: the target chunks per split, a constant of the plan (never derived from
+/// the batch), so a request's schedule depends on its own lengths only.
+MODEL1_HD RequestSchedule request_schedule(int main_keys, int extra_keys, int split_chunks) {
+  RequestSchedule s;
+  s.num_keys = main_keys + extra_keys;
+  s.num_chunks = (s.num_keys + kChunkKeys - 1) / kChunkKeys;
+  int splits = (s.num_chunks + split_chunks - 1) / split_chunks;
+  splits = splits < 1 ? 1 : (splits > kMaxSplits ? kMaxSplits : splits);
+  // NOTE: balanced splits. The count stays a monotone function of the key count (the grid is
+  // sized by the largest), so a trailing split may be empty; it then writes an empty partial.
+  s.num_splits = splits;
+  s.chunks_per_split = (s.num_chunks + splits - 1) / splits;
+  return s;
+}
+
+}  // namespace model1::cuda

@@ -1,0 +1,491 @@
+// model1 CUDA portable (sm_80+) sparse decode kernel: mma.sync m16n8k16 bf16 with float32
+// accumulation, online softmax in base 2, split-KV partials (MODEL1.md section 3).
+//
+// One CTA = (request i, query token j, split, head group). Its candidate keys (main cache
+// first, then the extra cache) are walked in chunks of 64: each chunk's raw bytes arrive by
+// cp.async in a staging buffer while the previous chunk computes, are dequantized exactly to
+// bf16 in shared memory (invalid keys become zero rows: never loaded, never multiplied), and
+// feed S = Q K^T and O += P V, where V is the first 512 dims of the same key tile.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "cuda/common/decode_params.h"
+#include "cuda/common/numerics.cuh"
+#include "cuda/portable/decode_traits.cuh"
+#include "cuda/ptx/mma.cuh"
+
+namespace model1::cuda::portable {
+
+/// Where one key of a chunk lives (computed by the threads that load it).
+struct KeyAddress {
+  const uint8_t* page = nullptr;  ///< first byte of its page (null when invalid)
+  int64_t offset = 0;             ///< token offset inside the page
+  int64_t page_size = 0;
+  int64_t row_stride = 0;
+};
+
+/// One candidate as read from the index lists (before the bounds check).
+struct Candidate {
+  int32_t slot = 0;
+  bool is_main = true;
+  bool in_list = false;  ///< pos < number of candidates
+};
+
+/// Candidate `pos` of request (i, j): main indices first, then extra. NOTE: fetched one chunk
+/// ahead of its use, so the index load's latency hides behind a chunk of math.
+__device__ __forceinline__ Candidate fetch_candidate(const int32_t* main_idx, const int32_t* extra_idx,
+                                                     int main_keys, int num_keys, int pos) {
+  Candidate c;
+  if (pos >= num_keys) return c;
+  c.in_list = true;
+  c.is_main = pos < main_keys;
+  c.slot = c.is_main ? main_idx[pos] : extra_idx[pos - main_keys];
+  return c;
+}
+
+/// Where a candidate lives, after the bounds check of MODEL1.md section 3 (64-bit arithmetic;
+/// an invalid slot is never dereferenced: page stays null).
+__device__ __forceinline__ KeyAddress key_address(const DecodeParams& p, const Candidate& c) {
+  KeyAddress a;
+  if (!c.in_list) return a;
+  const int64_t num_slots = c.is_main ? p.kv.num_slots : p.extra_kv.num_slots;
+  if (c.slot < 0 || static_cast<int64_t>(c.slot) >= num_slots) return a;
+  const int64_t page_size = c.is_main ? p.kv.page_size : p.extra_kv.page_size;
+  const int64_t page_stride = c.is_main ? p.kv.page_stride : p.extra_kv.page_stride;
+  const uint8_t* base = c.is_main ? p.kv.base : p.extra_kv.base;
+  // NOTE: 0 <= slot < 2^31, so a 32-bit division is exact (P >= 2^32 means page 0).
+  const uint32_t p32 = page_size > 0xffffffffll ? 0xffffffffu : static_cast<uint32_t>(page_size);
+  const uint32_t page = static_cast<uint32_t>(c.slot) / p32;
+  a.page = base + static_cast<int64_t>(page) * page_stride;
+  a.offset = static_cast<int64_t>(c.slot) - static_cast<int64_t>(page) * page_size;
+  a.page_size = page_size;
+  a.row_stride = c.is_main ? p.kv.row_stride : p.extra_kv.row_stride;
+  return a;
+}
+
+template <class T>
+struct DecodeCta {
+  using F = typename T::F;
+
+  // Shared memory views.
+  uint16_t* sQ;   // [kRows, kQStride] bf16
+  uint16_t* sK;   // [kBlockN, kKStride] bf16 (dequantized keys = values)
+  uint16_t* sP;   // [kRows, kPStride] bf16 (softmax numerators of the chunk)
+  uint8_t* sStageData;   // [kBlockN, F::kStageDataBytes] raw cache bytes
+  uint8_t* sStageScale;  // [kBlockN, F::kStageScaleBytes]
+  float* sRedMax;        // [kWarps, 16]
+  float* sRedSum;        // [kWarps, 16]
+  uint8_t* sValid;       // [kBlockN] validity of the keys in sK
+  uint8_t* sStageValid;  // [kBlockN] validity of the keys in the staging buffer
+
+  __device__ explicit DecodeCta(uint8_t* smem)
+      : sQ(reinterpret_cast<uint16_t*>(smem + T::kQOffset)),
+        sK(reinterpret_cast<uint16_t*>(smem + T::kKOffset)),
+        sP(reinterpret_cast<uint16_t*>(smem + T::kPOffset)),
+        sStageData(smem + T::kStageDataOffset),
+        sStageScale(smem + T::kStageScaleOffset),
+        sRedMax(reinterpret_cast<float*>(smem + T::kRedMaxOffset)),
+        sRedSum(reinterpret_cast<float*>(smem + T::kRedSumOffset)),
+        sValid(smem + T::kValidOffset),
+        sStageValid(smem + T::kStageValidOffset) {}
+
+  /// Q rows of this head group -> sQ (rows past h_q are zero).
+  __device__ void load_q(const DecodeParams& p, int i, int j, int g) {
+    constexpr int kVecPerRow = T::kDQk / 8;
+    const uint16_t* q_row0 = p.q + i * p.q_stride_b + j * p.q_stride_s;  // [h_q, d_qk]
+    for (int item = threadIdx.x; item < T::kRows * kVecPerRow; item += T::kThreads) {
+      const int r = item / kVecPerRow, v = item % kVecPerRow;
+      const int h = g * T::kRows + r;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (h < p.h_q) {
+        const uint16_t* src = q_row0 + h * p.q_stride_h + v * 8;
+        if (p.q_aligned16) {
+          val = __ldg(reinterpret_cast<const uint4*>(src));
+        } else {
+          uint16_t e[8];
+#pragma unroll
+          for (int k = 0; k < 8; ++k) e[k] = src[k];
+          val = make_uint4(e[0] | (uint32_t{e[1]} << 16), e[2] | (uint32_t{e[3]} << 16),
+                           e[4] | (uint32_t{e[5]} << 16), e[6] | (uint32_t{e[7]} << 16));
+        }
+      }
+      *reinterpret_cast<uint4*>(sQ + r * T::kQStride + v * 8) = val;
+    }
+  }
+
+  /// Issues the loads of one chunk (`cand`: this thread's key of it): raw bytes into the
+  /// staging buffer (staged formats) or bf16 rows straight into sK (zero rows for invalid
+  /// keys). kThreadsPerKey consecutive threads share a key.
+  __device__ void load_chunk(const DecodeParams& p, const Candidate& cand) {
+    const int key = threadIdx.x / T::kThreadsPerKey;
+    const int sub = threadIdx.x % T::kThreadsPerKey;
+    const KeyAddress a = key_address(p, cand);
+    const bool valid = a.page != nullptr;
+    if constexpr (F::kStaged) {
+      if (sub == 0) sStageValid[key] = valid;
+      if (!valid) return;
+      const uint8_t* row;
+      const uint8_t* scales = nullptr;
+      if constexpr (F::kStageScaleBytes > 0) {  // MODEL1: data rows, then scale rows
+        row = a.page + model1_fp8::data_row_offset(a.offset);
+        scales = a.page + model1_fp8::scale_row_offset(a.page_size, a.offset);
+      } else {  // V32: contiguous records
+        row = a.page + v32_fp8::token_offset(a.offset);
+      }
+      uint8_t* dst = sStageData + key * F::kStageDataBytes;
+      if (p.cache_aligned16) {
+        for (int v = sub; v < F::kStageDataBytes / 16; v += T::kThreadsPerKey) {
+          ptx::cp_async_16(dst + v * 16, row + v * 16);
+        }
+        if constexpr (F::kStageScaleBytes > 0) {
+          static_assert(F::kStageScaleBytes == 8, "one 8-byte scale row per key");
+          if (sub == T::kThreadsPerKey - 1) ptx::cp_async_8(sStageScale + key * 8, scales);
+        }
+      } else {
+        // NOTE: unaligned caches (odd page strides or bases) take plain byte loads.
+        for (int v = sub; v < F::kStageDataBytes; v += T::kThreadsPerKey) dst[v] = row[v];
+        if constexpr (F::kStageScaleBytes > 0) {
+          for (int v = sub; v < F::kStageScaleBytes; v += T::kThreadsPerKey) {
+            sStageScale[key * F::kStageScaleBytes + v] = scales[v];
+          }
+        }
+      }
+    } else {
+      if (sub == 0) sValid[key] = valid;
+      uint16_t* dst = sK + key * T::kKStride;
+      constexpr int kVecs = F::kRowBytes / 16;
+      if (!valid) {
+        for (int v = sub; v < kVecs; v += T::kThreadsPerKey) {
+          *reinterpret_cast<uint4*>(dst + v * 8) = make_uint4(0, 0, 0, 0);
+        }
+        return;
+      }
+      const uint8_t* row = a.page + a.offset * a.row_stride;
+      if (p.cache_aligned16) {
+        for (int v = sub; v < kVecs; v += T::kThreadsPerKey) ptx::cp_async_16(dst + v * 8, row + v * 16);
+      } else {
+        for (int v = sub; v < F::kRowBytes; v += T::kThreadsPerKey) {
+          reinterpret_cast<uint8_t*>(dst)[v] = row[v];
+        }
+      }
+    }
+  }
+
+  /// Staging buffer -> sK (exact bf16), sStageValid -> sValid. Invalid keys give zero rows
+  /// (selected, never computed from the stale staging bytes).
+  __device__ void dequant_chunk() {
+    constexpr int kItems = T::kBlockN * F::kGroupsPerKey;  // groups of 8 dims
+    static_assert(kItems % T::kThreads == 0, "whole dequant items per thread");
+#pragma unroll 2
+    for (int item = threadIdx.x; item < kItems; item += T::kThreads) {
+      const int key = item / F::kGroupsPerKey;
+      const int grp = item % F::kGroupsPerKey;
+      const bool valid = sStageValid[key] != 0;
+      if (grp == 0) sValid[key] = valid;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (valid) {
+        const uint8_t* row = sStageData + key * F::kStageDataBytes;
+        if (grp < F::kNopeGroups) {
+          const uint2 codes = *reinterpret_cast<const uint2*>(row + grp * 8);
+          const int tile = grp / F::kGroupsPerTile;
+          float scale;
+          uint32_t scale_exp;
+          if constexpr (F::kStageScaleBytes > 0) {
+            const uint32_t e = sStageScale[key * F::kStageScaleBytes + tile];  // UE8M0
+            scale = ue8m0_to_float(e);
+            scale_exp = e >= kMinFastScaleExp && e <= kMaxFastScaleExp ? e : 0;
+          } else {
+            scale = *reinterpret_cast<const float*>(row + v32_fp8::kScaleOffset + 4 * tile);
+            scale_exp = fast_scale_exp(scale);
+          }
+          uint2 lo, hi;
+          if (scale_exp != 0 && !e4m3x4_has_special(codes.x) && !e4m3x4_has_special(codes.y)) {
+            lo = dequant4_bf16_fast(codes.x, scale_exp);
+            hi = dequant4_bf16_fast(codes.y, scale_exp);
+          } else {  // NOTE: rare: zero / subnormal / NaN codes or an unusual scale
+            lo = dequant4_bf16(codes.x, scale);
+            hi = dequant4_bf16(codes.y, scale);
+          }
+          val = make_uint4(lo.x, lo.y, hi.x, hi.y);
+        } else {
+          constexpr int kRopeOffset = F::kStageScaleBytes > 0 ? model1_fp8::kNopeBytes
+                                                              : v32_fp8::kRopeOffset;
+          val = *reinterpret_cast<const uint4*>(row + kRopeOffset + (grp - F::kNopeGroups) * 16);
+        }
+      }
+      *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = val;
+    }
+  }
+};
+
+/// Per-thread softmax and output state: rows r0 = lane / 4 and r1 = r0 + 8 of the row group.
+template <class T>
+struct SoftmaxState {
+  float m[2];  // running max of base-2 logits (-inf until a valid key)
+  float l[2];  // running sum of exp2(logit - m) over this warp's keys
+  float o[T::kOTiles][4];
+};
+
+template <class T>
+__device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>& st,
+                                              float scale_log2) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int rg = warp / T::kParts, part = warp % T::kParts;
+  const int key_base = part * T::kKeysPerWarp;
+
+  // ---- S = Q K^T for this warp's 16 rows x kKeysPerWarp keys ----
+  float s[T::kSTiles][4];
+#pragma unroll
+  for (int t = 0; t < T::kSTiles; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+  const uint16_t* q_frag = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8;
+#pragma unroll(T::kSUnroll)
+  for (int kk = 0; kk < T::kDQk / 16; ++kk) {
+    uint32_t a[4];
+    ptx::ldmatrix_x4(a, q_frag + kk * 16);
+    if constexpr (T::kSTiles == 1) {
+      uint32_t b[2];
+      ptx::ldmatrix_x2(b, cta.sK + (key_base + (lane & 7)) * T::kKStride + kk * 16 +
+                              ((lane >> 3) & 1) * 8);
+      ptx::mma_m16n8k16_bf16_f32(s[0], a, b[0], b[1]);
+    } else {
+#pragma unroll
+      for (int np = 0; np < T::kSTiles / 2; ++np) {
+        uint32_t b[4];
+        ptx::ldmatrix_x4(b, cta.sK + (key_base + np * 16 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
+                                kk * 16 + ((lane >> 3) & 1) * 8);
+        ptx::mma_m16n8k16_bf16_f32(s[2 * np], a, b[0], b[1]);
+        ptx::mma_m16n8k16_bf16_f32(s[2 * np + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // ---- mask (select, never multiply) and the chunk's row maxima ----
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int t = 0; t < T::kSTiles; ++t) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int col = key_base + t * 8 + 2 * (lane & 3) + e;
+      const bool valid = cta.sValid[col] != 0;
+      s[t][e] = valid ? s[t][e] * scale_log2 : -INFINITY;
+      s[t][2 + e] = valid ? s[t][2 + e] * scale_log2 : -INFINITY;
+      mx[0] = fmaxf(mx[0], s[t][e]);
+      mx[1] = fmaxf(mx[1], s[t][2 + e]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+  }
+  const int r0 = lane >> 2;
+  if ((lane & 3) == 0) {
+    cta.sRedMax[warp * 16 + r0] = mx[0];
+    cta.sRedMax[warp * 16 + r0 + 8] = mx[1];
+  }
+  __syncthreads();  // C: every part's maxima
+
+  float alpha[2], m_use[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float m_chunk = -INFINITY;
+#pragma unroll
+    for (int q = 0; q < T::kParts; ++q) {
+      m_chunk = fmaxf(m_chunk, cta.sRedMax[(rg * T::kParts + q) * 16 + r0 + 8 * r]);
+    }
+    const float m_new = fmaxf(st.m[r], m_chunk);
+    // NOTE: while no valid key was seen m stays -inf; subtracting 0 then keeps exp2 at 0
+    // instead of producing (-inf) - (-inf) = NaN.
+    m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
+    alpha[r] = exp2f(st.m[r] - m_use[r]);
+    st.m[r] = m_new;
+  }
+
+  // ---- P = exp2(S - m) -> sP (bf16), row sums, rescale O ----
+  float rowsum[2] = {0.0f, 0.0f};
+  uint16_t* p_row0 = cta.sP + (rg * 16 + r0) * T::kPStride;
+  uint16_t* p_row1 = p_row0 + 8 * T::kPStride;
+#pragma unroll
+  for (int t = 0; t < T::kSTiles; ++t) {
+    const float p0 = exp2f(s[t][0] - m_use[0]);
+    const float p1 = exp2f(s[t][1] - m_use[0]);
+    const float p2 = exp2f(s[t][2] - m_use[1]);
+    const float p3 = exp2f(s[t][3] - m_use[1]);
+    rowsum[0] += p0 + p1;
+    rowsum[1] += p2 + p3;
+    const int col = key_base + t * 8 + 2 * (lane & 3);
+    *reinterpret_cast<uint32_t*>(p_row0 + col) = pack_bf16x2(p0, p1);
+    *reinterpret_cast<uint32_t*>(p_row1 + col) = pack_bf16x2(p2, p3);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) st.l[r] = st.l[r] * alpha[r] + rowsum[r];
+  // NOTE: once the running maxima settle, alpha is exactly 1 for the whole warp; skipping the
+  // multiply by 1 changes no bit (and stays deterministic: the vote depends on data only).
+  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+    for (int t = 0; t < T::kOTiles; ++t) {
+      st.o[t][0] *= alpha[0];
+      st.o[t][1] *= alpha[0];
+      st.o[t][2] *= alpha[1];
+      st.o[t][3] *= alpha[1];
+    }
+  }
+  __syncthreads();  // D: the whole P tile of the row group
+
+  // ---- O += P V, V = the first 512 dims of the key tile ----
+  const int dim_base = part * T::kDimsPerWarp;
+  const uint16_t* p_frag = cta.sP + (rg * 16 + (lane & 15)) * T::kPStride + (lane >> 4) * 8;
+#pragma unroll
+  for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+    uint32_t a[4];
+    ptx::ldmatrix_x4(a, p_frag + kk * 16);
+    const uint16_t* v_frag = cta.sK + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * T::kKStride +
+                             dim_base + (lane >> 4) * 8;
+#pragma unroll
+    for (int np = 0; np < T::kOTiles / 2; ++np) {
+      uint32_t b[4];
+      ptx::ldmatrix_x4_trans(b, v_frag + np * 16);
+      ptx::mma_m16n8k16_bf16_f32(st.o[2 * np], a, b[0], b[1]);
+      ptx::mma_m16n8k16_bf16_f32(st.o[2 * np + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+/// The split kernel. Grid: b * s_q * max_splits * num_head_groups CTAs (an upper bound from
+/// the shapes); CTAs whose split is past their request's schedule exit at once.
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __grid_constant__ DecodeParams p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  DecodeCta<T> cta(smem);
+
+  int64_t bid = blockIdx.x;
+  const int g = static_cast<int>(bid % p.num_head_groups);
+  bid /= p.num_head_groups;
+  const int split = static_cast<int>(bid % p.max_splits);
+  bid /= p.max_splits;
+  const int j = static_cast<int>(bid % p.s_q);
+  const int i = static_cast<int>(bid / p.s_q);
+
+  const int main_keys = clamp_length(p.topk_length, i, p.topk);
+  const int extra_keys =
+      p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, i, p.extra_topk) : 0;
+  const RequestSchedule sched = request_schedule(main_keys, extra_keys, p.split_chunks);
+  if (split >= sched.num_splits) return;
+  const int chunk_begin = split * sched.chunks_per_split;
+  const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
+
+  const int32_t* main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;  // [topk]
+  const int32_t* extra_idx = p.extra_indices != nullptr
+                                 ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s
+                                 : nullptr;  // [extra_topk]
+
+  SoftmaxState<T> st;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    st.m[r] = -INFINITY;
+    st.l[r] = 0.0f;
+  }
+#pragma unroll
+  for (int t = 0; t < T::kOTiles; ++t) st.o[t][0] = st.o[t][1] = st.o[t][2] = st.o[t][3] = 0.0f;
+
+  const int my_key = threadIdx.x / T::kThreadsPerKey;  // this thread's key in every chunk
+  auto fetch = [&](int c) {
+    return fetch_candidate(main_idx, extra_idx, main_keys, sched.num_keys, c * T::kBlockN + my_key);
+  };
+  Candidate next = fetch(chunk_begin);  // the candidate of the next chunk to load
+  if constexpr (T::F::kStaged) {
+    if (chunk_begin < chunk_end) {
+      cta.load_chunk(p, next);
+      ptx::cp_async_commit();
+      next = fetch(chunk_begin + 1);
+    }
+    cta.load_q(p, i, j, g);
+    for (int c = chunk_begin; c < chunk_end; ++c) {
+      ptx::cp_async_wait_all();
+      __syncthreads();  // A: chunk c staged; the previous chunk's P V is done with sK
+      cta.dequant_chunk();
+      __syncthreads();  // B: sK / sValid ready; the staging buffer is free
+      if (c + 1 < chunk_end) {
+        cta.load_chunk(p, next);
+        ptx::cp_async_commit();
+        next = fetch(c + 2);
+      }
+      compute_chunk<T>(cta, st, p.scale_log2);
+    }
+  } else {
+    cta.load_q(p, i, j, g);
+    for (int c = chunk_begin; c < chunk_end; ++c) {
+      __syncthreads();  // A: the previous chunk's P V is done with sK
+      cta.load_chunk(p, next);
+      next = fetch(c + 1);
+      ptx::cp_async_wait_all();
+      __syncthreads();  // B: sK / sValid ready
+      compute_chunk<T>(cta, st, p.scale_log2);
+    }
+  }
+
+  // ---- epilogue: total row sums over the parts, then outputs or partials ----
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int rg = warp / T::kParts, part = warp % T::kParts;
+  const int r0 = lane >> 2;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    st.l[r] += __shfl_xor_sync(0xffffffffu, st.l[r], 1);
+    st.l[r] += __shfl_xor_sync(0xffffffffu, st.l[r], 2);
+  }
+  if ((lane & 3) == 0) {
+    cta.sRedSum[warp * 16 + r0] = st.l[0];
+    cta.sRedSum[warp * 16 + r0 + 8] = st.l[1];
+  }
+  __syncthreads();
+
+  const int dim_base = part * T::kDimsPerWarp;
+  const bool direct = sched.num_splits == 1;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l_total = 0.0f;
+#pragma unroll
+    for (int q = 0; q < T::kParts; ++q) l_total += cta.sRedSum[(rg * T::kParts + q) * 16 + r0 + 8 * r];
+    const int h = g * T::kRows + rg * 16 + r0 + 8 * r;
+    if (h >= p.h_q) continue;
+    // NOTE: exactly 0 only when no valid key was seen (the running max key adds exp2(0) = 1);
+    // a NaN logit of a valid key makes l NaN and propagates, as in the CPU backend.
+    const bool empty = l_total == 0.0f;
+    const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;  // [b, s_q, h_q]
+    const float lse2 = st.m[r] + log2f(l_total);
+    if (direct) {
+      const float lse = lse2 * kLn2;
+      float factor = 1.0f / l_total;
+      if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
+      uint16_t* out_row = p.out + row * T::kDV;  // [512]
+#pragma unroll
+      for (int t = 0; t < T::kOTiles; ++t) {
+        const int d = dim_base + t * 8 + 2 * (lane & 3);
+        const uint32_t v = empty ? 0u : pack_bf16x2(st.o[t][2 * r] * factor, st.o[t][2 * r + 1] * factor);
+        if (p.out_aligned8) {
+          *reinterpret_cast<uint32_t*>(out_row + d) = v;
+        } else {
+          out_row[d] = static_cast<uint16_t>(v & 0xffffu);
+          out_row[d + 1] = static_cast<uint16_t>(v >> 16);
+        }
+      }
+      if (part == 0 && (lane & 3) == 0) p.lse[row] = empty ? INFINITY : lse;
+    } else {
+      const float factor = 1.0f / l_total;
+      float* po = p.partial_o + (row * p.max_splits + split) * T::kDV;  // [512]
+#pragma unroll
+      for (int t = 0; t < T::kOTiles; ++t) {
+        const int d = dim_base + t * 8 + 2 * (lane & 3);
+        const float2 v = empty ? make_float2(0.0f, 0.0f)
+                               : make_float2(st.o[t][2 * r] * factor, st.o[t][2 * r + 1] * factor);
+        *reinterpret_cast<float2*>(po + d) = v;
+      }
+      if (part == 0 && (lane & 3) == 0) p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
+    }
+  }
+}
+
+}  // namespace model1::cuda::portable

@@ -1,0 +1,65 @@
+// model1 CUDA portable sparse decode: the launcher template behind decode_launch.h (included
+// only by the instantiation files).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "cuda/common/cuda_check.h"
+#include "cuda/portable/decode_kernel.cuh"
+#include "cuda/portable/decode_launch.h"
+#include "model1/error.h"
+
+namespace model1::cuda::portable {
+
+template <class T>
+void launch_decode_config(const DecodeParams& p, cudaStream_t stream, int device) {
+  static std::atomic<uint64_t> smem_raised{0};
+  ensure_smem_limit(sparse_decode_kernel<T>, device, T::kSmemBytes, smem_raised, "sparse_decode");
+  const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
+  MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31",
+               std::to_string(ctas));
+  sparse_decode_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
+  MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_kernel");
+}
+
+/// h_q -> row groups per CTA: 8 and 16 heads use one m16 tile (8 padded), 32 two, 64 and 128
+/// four (128 = two head groups of 64).
+template <class Format, class Fn>
+auto dispatch_heads(int h_q, Fn&& fn) {
+  switch (h_q) {
+    case 8:
+    case 16:
+      return fn(DecodeTraits<Format, 1>{});
+    case 32:
+      return fn(DecodeTraits<Format, 2>{});
+    case 64:
+    case 128:
+      return fn(DecodeTraits<Format, 4>{});
+    default:
+      MODEL1_THROW("q.shape", "shape[2] (h_q) 8, 16, 32, 64 or 128 (portable CUDA kernels)",
+                   std::to_string(h_q));
+  }
+}
+
+template <class Format>
+void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
+  dispatch_heads<Format>(p.h_q, [&](auto traits) {
+    using T = decltype(traits);
+    launch_decode_config<T>(p, stream, device);
+    return 0;
+  });
+}
+
+template <class Format>
+int sparse_decode_smem_bytes(int h_q) {
+  return dispatch_heads<Format>(h_q, [](auto traits) { return decltype(traits)::kSmemBytes; });
+}
+
+}  // namespace model1::cuda::portable
+
+#define MODEL1_INSTANTIATE_PORTABLE_DECODE(Format)                                          \
+  template void model1::cuda::portable::launch_sparse_decode<Format>(                       \
+      const model1::cuda::DecodeParams&, cudaStream_t, int);                                \
+  template int model1::cuda::portable::sparse_decode_smem_bytes<Format>(int);

@@ -1,0 +1,117 @@
+// model1 CUDA portable (sm_80+) sparse decode: cache formats as the kernel sees them and the
+// traits struct holding every derived constant of one kernel configuration.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/decode_params.h"
+#include "model1/kv_format.h"
+
+namespace model1::cuda::portable {
+
+/// MODEL1_FP8: a key's 576 data bytes (448 e4m3 + 64 bf16) and its 8 scale bytes are staged
+/// raw in shared memory, then dequantized to bf16.
+struct FormatModel1Fp8 {
+  static constexpr const char* kName = "model1_fp8";
+  static constexpr int kDQk = model1_fp8::kDQk;                    // 512
+  static constexpr bool kStaged = true;
+  static constexpr int kStageDataBytes = model1_fp8::kDataRowBytes;  // 576 per key
+  static constexpr int kStageScaleBytes = model1_fp8::kScaleRowBytes;  // 8 per key
+  static constexpr int kNopeGroups = model1_fp8::kNopeDims / 8;    // 56 groups of 8 dims
+  static constexpr int kGroupsPerKey = model1_fp8::kDQk / 8;       // 64
+  static constexpr int kGroupsPerTile = model1_fp8::kTileDims / 8;  // 8
+};
+
+/// V32_FP8: the whole 656-byte record is staged (scales are inside it).
+struct FormatV32Fp8 {
+  static constexpr const char* kName = "v32_fp8";
+  static constexpr int kDQk = v32_fp8::kDQk;  // 576
+  static constexpr bool kStaged = true;
+  static constexpr int kStageDataBytes = v32_fp8::kBytesPerToken;  // 656 per key
+  static constexpr int kStageScaleBytes = 0;
+  static constexpr int kNopeGroups = v32_fp8::kNopeDims / 8;       // 64
+  static constexpr int kGroupsPerKey = v32_fp8::kDQk / 8;          // 72
+  static constexpr int kGroupsPerTile = v32_fp8::kTileDims / 8;    // 16
+};
+
+/// BF16 rows are copied straight into the key tile (no staging).
+template <int kDQk_>
+struct FormatBf16 {
+  static constexpr const char* kName = "bf16";
+  static constexpr int kDQk = kDQk_;
+  static constexpr bool kStaged = false;
+  static constexpr int kStageDataBytes = 0;
+  static constexpr int kStageScaleBytes = 0;
+  static constexpr int kRowBytes = 2 * kDQk_;
+};
+
+/// One CTA: kWarps warps (8 or 16), kRows = 16 * kRowGroups heads of one (request, token,
+/// split, head group).
+/// Warp w owns row group w / kParts; inside a row group the kParts warps split the keys of
+/// S = Q K^T and the d_v columns of O = P V.
+template <class Format, int kRowGroups_>
+struct DecodeTraits {
+  using F = Format;
+  // NOTE: the kernel is latency-bound (one CTA per SM: shared memory); 16 warps where the
+  // split of keys / columns allows it (32 or 64 rows) double the warps that hide latency.
+  // BF16 caches at 64 rows stay at 8 warps: their direct loads need more than the 128
+  // registers per thread that 16 warps leave (ptxas spills).
+  static constexpr int kThreads = kRowGroups_ == 1 || (kRowGroups_ == 4 && !Format::kStaged) ? 256 : 512;
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kRowGroups = kRowGroups_;
+  static constexpr int kRows = 16 * kRowGroups;        // heads per CTA (mma M = 16 per group)
+  static constexpr int kParts = kWarps / kRowGroups;   // warps sharing one row group
+  static constexpr int kBlockN = kChunkKeys;           // keys per main-loop step
+  static constexpr int kDQk = F::kDQk;
+  static constexpr int kDV = 512;
+  static constexpr int kKeysPerWarp = kBlockN / kParts;  // S columns per warp
+  static constexpr int kSTiles = kKeysPerWarp / 8;       // m16n8 tiles of S per warp
+  static constexpr int kDimsPerWarp = kDV / kParts;      // O columns per warp
+  static constexpr int kOTiles = kDimsPerWarp / 8;       // m16n8 tiles of O per warp
+  static constexpr int kThreadsPerKey = kThreads / kBlockN;
+  // k-steps of S = Q K^T unrolled together: fewer under the 128-register cap of 16 warps.
+  static constexpr int kSUnroll = kThreads > 256 ? 2 : 4;
+
+  // NOTE: 16 bytes of padding per shared row: row pitches become odd multiples of 16 bytes,
+  // so the 8 row addresses of an ldmatrix hit 8 different bank groups.
+  static constexpr int kPad = 8;
+  static constexpr int kQStride = kDQk + kPad;    // bf16 elements per Q row
+  static constexpr int kKStride = kDQk + kPad;    // bf16 elements per K row
+  static constexpr int kPStride = kBlockN + kPad;  // bf16 elements per P row
+
+  // Shared-memory layout (bytes).
+  static constexpr int kQOffset = 0;
+  static constexpr int kQBytes = kRows * kQStride * 2;
+  static constexpr int kKOffset = kQOffset + kQBytes;
+  static constexpr int kKBytes = kBlockN * kKStride * 2;
+  static constexpr int kPOffset = kKOffset + kKBytes;
+  static constexpr int kPBytes = kRows * kPStride * 2;
+  static constexpr int kStageDataOffset = kPOffset + kPBytes;
+  static constexpr int kStageDataBytes = kBlockN * F::kStageDataBytes;
+  static constexpr int kStageScaleOffset = kStageDataOffset + kStageDataBytes;
+  static constexpr int kStageScaleBytes = kBlockN * F::kStageScaleBytes;
+  static constexpr int kRedMaxOffset = kStageScaleOffset + kStageScaleBytes;
+  static constexpr int kRedBytes = kWarps * 16 * 4;  // one float per (warp, row)
+  static constexpr int kRedSumOffset = kRedMaxOffset + kRedBytes;
+  static constexpr int kValidOffset = kRedSumOffset + kRedBytes;
+  static constexpr int kStageValidOffset = kValidOffset + kBlockN;
+  static constexpr int kSmemBytes = kStageValidOffset + kBlockN;
+
+  static constexpr int kMaxSmemBytes = 227 * 1024;  // sm_90 / sm_80 opt-in limit per block
+  static_assert(kRowGroups == 1 || kRowGroups == 2 || kRowGroups == 4, "1, 2 or 4 row groups");
+  static_assert(kWarps % kRowGroups == 0, "warps must split evenly over row groups");
+  static_assert(kKeysPerWarp % 8 == 0, "each warp needs whole n8 tiles of S");
+  static_assert(kSTiles == 1 || kSTiles % 2 == 0, "S tiles load in pairs (ldmatrix.x4)");
+  static_assert(kOTiles % 2 == 0, "O tiles load in pairs (ldmatrix.x4.trans)");
+  static_assert(kDQk % 16 == 0 && kBlockN % 16 == 0, "mma k-steps are 16 wide");
+  static_assert(kThreads % kBlockN == 0, "whole threads per key in the loader");
+  static_assert((kQStride * 2) % 16 == 0 && (kKStride * 2) % 16 == 0 && (kPStride * 2) % 16 == 0,
+                "16-byte aligned shared rows");
+  static_assert(kKOffset % 16 == 0 && kPOffset % 16 == 0 && kStageDataOffset % 16 == 0 &&
+                    kStageScaleOffset % 16 == 0 && kRedMaxOffset % 16 == 0,
+                "16-byte aligned shared regions");
+  static_assert(F::kStageDataBytes % 16 == 0, "staged rows must take 16-byte cp.async");
+  static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget");
+};
+
+}  // namespace model1::cuda::portable

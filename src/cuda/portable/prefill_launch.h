@@ -1,0 +1,27 @@
+// model1 CUDA portable sparse prefill: the host entry point (src/cuda/prefill_portable.cu).
+// Host-only header: includable from plain C++ (tests, src/cuda/backend.cu).
+#pragma once
+
+#include "model1/prefill.h"
+
+namespace model1::cuda {
+
+/// Key-tile pipeline of the portable prefill kernel. kAuto takes two tiles (gather of the
+/// next chunk overlapped with the current one) where the device's opt-in shared memory per
+/// block allows it, else one; the others force a depth (tests, devices with less memory).
+enum class PrefillPipeline { kAuto, kDoubleBuffered, kSingleBuffered };
+
+/// Sparse prefill (MODEL1.md section 4) on CUDA tensors with the portable sm_80 kernels
+/// (mma.sync, runs on sm_80 and newer). `args` has passed src/api validation (shapes, dtypes,
+/// a single device); `sm_scale` is resolved. Enqueues on `stream` (a cudaStream_t, null for
+/// the default stream) and never synchronises. Shapes: q bf16 [s_q, h_q, d_qk],
+/// kv bf16 [s_kv, (1,) d_qk], indices int32 [s_q, (1,) topk], out bf16 [s_q, h_q, 512],
+/// max_logits / lse f32 [s_q, h_q].
+void sparse_prefill_portable(const SparsePrefillArgs& args, float sm_scale, void* stream);
+void sparse_prefill_portable(const SparsePrefillArgs& args, float sm_scale, void* stream,
+                             PrefillPipeline pipeline);
+
+/// Dynamic shared memory (bytes) of the kernel for (d_qk, h_q) and a forced pipeline depth.
+int sparse_prefill_portable_smem_bytes(int d_qk, int h_q, PrefillPipeline pipeline);
+
+}  // namespace model1::cuda

@@ -1,0 +1,37 @@
+// model1 CUDA portable sparse prefill: the plain parameter block passed from the host launcher
+// (src/cuda/prefill_portable.cu) to the kernels. Pointers, sizes and strides only.
+#pragma once
+
+#include <cstdint>
+
+namespace model1::cuda {
+
+/// Everything the sparse prefill kernel reads (MODEL1.md section 4). Strides are in elements.
+struct PrefillParams {
+  const uint16_t* q = nullptr;  // [s_q, h_q, d_qk] bf16, last dim contiguous
+  int64_t q_stride_s = 0, q_stride_h = 0;
+  int s_q = 0, h_q = 0;
+  int num_head_groups = 1;  ///< CTAs per query token along the heads (h_q / rows per CTA)
+
+  const uint16_t* kv = nullptr;  // [s_kv, d_qk] bf16, last dim contiguous
+  int64_t kv_stride = 0;         ///< elements between consecutive kv rows
+  int64_t s_kv = 0;              ///< an index is valid iff 0 <= index < s_kv
+
+  const int32_t* indices = nullptr;  // [s_q, topk] int32, last dim contiguous
+  int64_t idx_stride = 0;            ///< elements between consecutive query tokens' index rows
+  int topk = 0;
+  const int32_t* topk_length = nullptr;  // [s_q] or null (all topk)
+
+  const float* attn_sink = nullptr;  // [h_q] or null
+  float scale_log2 = 0.0f;           ///< sm_scale * log2(e): logits in base 2
+
+  uint16_t* out = nullptr;      // [s_q, h_q, 512] bf16, contiguous
+  float* max_logits = nullptr;  // [s_q, h_q] f32, contiguous
+  float* lse = nullptr;         // [s_q, h_q] f32, contiguous
+
+  bool q_aligned16 = true;   ///< q rows 16-byte aligned: 16-byte vector loads
+  bool kv_aligned16 = true;  ///< kv rows 16-byte aligned: cp.async gathers
+  bool out_aligned4 = true;  ///< out 4-byte aligned: bf16x2 stores
+};
+
+}  // namespace model1::cuda

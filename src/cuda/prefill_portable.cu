@@ -1,0 +1,139 @@
+// model1 CUDA backend: host launcher of the portable sparse prefill kernels
+// (src/cuda/portable/prefill_*.cuh). Arguments arrive validated by src/api; this file turns
+// them into a PrefillParams block, picks the pipeline depth the device can hold and
+// dispatches on d_qk.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "cuda/common/cuda_check.h"
+#include "cuda/common/numerics.cuh"
+#include "cuda/portable/prefill_dispatch.h"
+#include "cuda/portable/prefill_launch.h"
+#include "cuda/portable/prefill_params.h"
+#include "model1/error.h"
+
+namespace model1::cuda {
+namespace {
+
+constexpr const char* kOp = "sparse_prefill";
+constexpr int64_t kMaxTokens = 0x7fffffffll;  // grid.x limit: one CTA column per query token
+constexpr int64_t kMaxTopk = int64_t{1} << 30;  // chunk positions stay far from int overflow
+
+bool aligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+void check_cuda_tensor(const TensorView& t, const char* name, int device) {
+  MODEL1_CHECK(t.device == Device::kCUDA && t.device_id == device, std::string(name) + ".device",
+               "cuda:" + std::to_string(device) + " (the device of q)", t.describe());
+}
+
+PrefillParams make_params(const SparsePrefillArgs& a, float sm_scale) {
+  PrefillParams p;
+  p.q = a.q.ptr<const uint16_t>();
+  p.q_stride_s = a.q.strides[0];
+  p.q_stride_h = a.q.strides[1];
+  p.s_q = static_cast<int>(a.q.shape[0]);
+  p.h_q = static_cast<int>(a.q.shape[1]);
+  p.num_head_groups = p.h_q > 64 ? p.h_q / 64 : 1;
+  p.q_aligned16 = aligned(p.q, 16) && p.q_stride_s % 8 == 0 && p.q_stride_h % 8 == 0;
+
+  p.kv = a.kv.ptr<const uint16_t>();
+  p.kv_stride = a.kv.strides[0];  // [s_kv, (1,) d_qk]
+  p.s_kv = a.kv.shape[0];
+  p.kv_aligned16 = aligned(p.kv, 16) && p.kv_stride % 8 == 0;
+
+  p.indices = a.indices.ptr<const int32_t>();
+  p.idx_stride = a.indices.strides[0];  // [s_q, (1,) topk]
+  p.topk = static_cast<int>(a.indices.shape[a.indices.ndim - 1]);
+  p.topk_length = a.topk_length.defined() ? a.topk_length.ptr<const int32_t>() : nullptr;
+
+  p.attn_sink = a.attn_sink.defined() ? a.attn_sink.ptr<const float>() : nullptr;
+  p.scale_log2 = sm_scale * kLog2e;
+
+  p.out = a.out.ptr<uint16_t>();
+  p.max_logits = a.max_logits.ptr<float>();
+  p.lse = a.lse.ptr<float>();
+  p.out_aligned4 = aligned(p.out, 4);
+  return p;
+}
+
+int smem_bytes(int d_qk, int h_q, bool double_buffered) {
+  if (d_qk == 512) {
+    return double_buffered ? portable::sparse_prefill_smem_bytes<512, 2>(h_q)
+                           : portable::sparse_prefill_smem_bytes<512, 1>(h_q);
+  }
+  if (d_qk == 576) {
+    return double_buffered ? portable::sparse_prefill_smem_bytes<576, 2>(h_q)
+                           : portable::sparse_prefill_smem_bytes<576, 1>(h_q);
+  }
+  MODEL1_THROW("q.shape", "shape[2] (d_qk) 512 or 576", std::to_string(d_qk));
+}
+
+}  // namespace
+
+int sparse_prefill_portable_smem_bytes(int d_qk, int h_q, PrefillPipeline pipeline) {
+  return smem_bytes(d_qk, h_q, pipeline != PrefillPipeline::kSingleBuffered);
+}
+
+void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* stream) {
+  sparse_prefill_portable(a, sm_scale, stream, PrefillPipeline::kAuto);
+}
+
+void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* stream,
+                             PrefillPipeline pipeline) {
+  // NOTE: src/api validated shapes and dtypes; these checks guard what the kernels assume
+  // beyond that (device placement, grid and int ranges), before anything is enqueued.
+  MODEL1_CHECK(a.q.device == Device::kCUDA, "q.device", "a CUDA tensor", a.q.describe());
+  const int device = a.q.device_id;
+  check_cuda_tensor(a.kv, "kv", device);
+  check_cuda_tensor(a.indices, "indices", device);
+  if (a.topk_length.defined()) check_cuda_tensor(a.topk_length, "topk_length", device);
+  if (a.attn_sink.defined()) check_cuda_tensor(a.attn_sink, "attn_sink", device);
+  check_cuda_tensor(a.out, "out", device);
+  check_cuda_tensor(a.max_logits, "max_logits", device);
+  check_cuda_tensor(a.lse, "lse", device);
+  MODEL1_CHECK(a.q.shape[0] <= kMaxTokens, "q.shape", "shape[0] (s_q) < 2^31 (CUDA grid)",
+               std::to_string(a.q.shape[0]));
+  const int64_t topk = a.indices.shape[a.indices.ndim - 1];
+  MODEL1_CHECK(topk <= kMaxTopk, "indices.shape", "topk <= 2^30 (CUDA backend)",
+               std::to_string(topk));
+  const int d_qk = static_cast<int>(a.q.shape[2]);
+  const int h_q = static_cast<int>(a.q.shape[1]);
+
+  DeviceGuard guard(device, kOp);
+  int smem_optin = 0;
+  MODEL1_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                                device));
+  const int need_double = smem_bytes(d_qk, h_q, true);  // also rejects unsupported d_qk / h_q
+  const int need_single = smem_bytes(d_qk, h_q, false);
+  bool double_buffered = pipeline != PrefillPipeline::kSingleBuffered;
+  if (pipeline == PrefillPipeline::kAuto) double_buffered = smem_optin >= need_double;
+  const int need = double_buffered ? need_double : need_single;
+  MODEL1_CHECK(smem_optin >= need, kOp,
+               "a GPU with at least " + std::to_string(need) +
+                   " bytes of shared memory per block (portable prefill, d_qk " +
+                   std::to_string(d_qk) + ", h_q " + std::to_string(h_q) + ")",
+               std::to_string(smem_optin) + " bytes on cuda:" + std::to_string(device));
+
+  const PrefillParams p = make_params(a, sm_scale);
+  if (p.s_q == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (d_qk == 512) {
+    if (double_buffered) {
+      portable::launch_sparse_prefill<512, 2>(p, s, device);
+    } else {
+      portable::launch_sparse_prefill<512, 1>(p, s, device);
+    }
+  } else {
+    if (double_buffered) {
+      portable::launch_sparse_prefill<576, 2>(p, s, device);
+    } else {
+      portable::launch_sparse_prefill<576, 1>(p, s, device);
+    }
+  }
+}
+
+}  // namespace model1::cuda

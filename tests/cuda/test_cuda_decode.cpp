@@ -1,0 +1,531 @@
+// model1 GPU tests: sparse decode on CUDA against the CPU backend (same inputs copied to the
+// device) on a sampled hostile matrix, plus bitwise repeatability, batch invariance and
+// CUDA-graph capture / replay. Skipped where no GPU exists.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "model1/model1.h"
+
+namespace model1::cuda_test {
+namespace {
+
+constexpr int64_t kPageSizes[] = {1, 2, 61, 64, 69, 256, 576};
+constexpr int kHeads[] = {8, 16, 32, 64, 128};
+constexpr int kBatches[] = {1, 4, 74, 321};
+constexpr int kTopks[] = {1, 37, 64, 129, 200, 600};
+// NOTE: the CPU reference costs b * s_q * h_q * keys * 2 * (d_qk + d_v) flops; the sampled
+// matrix keeps each case under this many (b * s_q * h_q * keys) so the suite stays fast.
+constexpr double kCpuBudget = 1.2e6;
+
+CacheSpec cache_spec(int64_t page_size, std::mt19937_64& rng) {
+  CacheSpec s;
+  s.page_size = page_size;
+  // ~2000-4000 slots: big enough that random slots rarely repeat, small enough to copy fast.
+  s.num_pages = std::max<int64_t>(2, (2048 + page_size - 1) / page_size + static_cast<int64_t>(rng() % 3));
+  s.extra_stride = (rng() % 4 == 0) ? 16 * static_cast<int64_t>(1 + rng() % 3) : 0;
+  return s;
+}
+
+double cpu_cost(const DecodeCase& c) {
+  return double(c.b) * c.s_q * c.h_q * (c.topk + (c.has_extra ? c.extra_topk : 0));
+}
+
+/// The sampled hostile matrix: every value of every axis appears several times, cycling with
+/// co-prime periods so pairs of axes mix; the matrix is fixed (its seed), the data is fresh.
+std::vector<DecodeCase> hostile_cases() {
+  std::vector<DecodeCase> cases;
+  std::mt19937_64 rng(20261128);
+  constexpr int kSampled = 44;
+  for (int n = 0; n < kSampled; ++n) {
+    DecodeCase c;
+    switch (n % 4) {
+      case 0: c.format = KvFormat::kModel1Fp8; break;
+      case 1: c.format = KvFormat::kV32Fp8; break;
+      case 2: c.format = KvFormat::kBf16; c.d_qk = 512; break;
+      default: c.format = KvFormat::kBf16; c.d_qk = 576; break;
+    }
+    c.h_q = kHeads[n % 5];
+    c.main = cache_spec(kPageSizes[n % 7], rng);
+    c.s_q = 1 + static_cast<int>((n / 3) % 3);
+    c.b = kBatches[(n / 2) % 4];
+    c.topk = kTopks[(n / 4 + n) % 6];
+    c.has_extra = n % 3 != 0;
+    if (c.has_extra) {
+      c.extra_topk = kTopks[(n * 5 + 1) % 6];
+      c.extra = cache_spec(kPageSizes[(n * 3 + 2) % 7], rng);
+      c.extra_topk_length = rng() % 2 == 0;
+    }
+    c.topk_length = rng() % 2 == 0;
+    c.sink = static_cast<SinkMode>((n / 5) % 5);
+    const double inv[] = {0.0, 0.1, 0.4};
+    c.invalid_fraction = inv[n % 3];
+    c.duplicate_fraction = (n % 4 == 1) ? 0.15 : 0.0;
+    c.all_invalid_rows = (n % 6 == 5) ? 0.25 : 0.0;
+    c.plant_nan = n % 8 != 7;
+    c.q_head_pad = (n % 9 == 4) ? 4 : 0;
+    if (n % 11 == 6) {  // unaligned cache: odd base and page stride -> byte-load path
+      c.main.base_offset = 3;
+      c.main.extra_stride = c.format == KvFormat::kBf16 ? 3 : 5;
+    }
+    if (n % 7 == 3) c.sm_scale = 0.02f + 0.01f * static_cast<float>(n % 5);
+    // Shrink to the CPU budget: batch first, then s_q, then lists.
+    while (cpu_cost(c) > kCpuBudget && c.b > 1) c.b = c.b == 321 ? 74 : c.b == 74 ? 4 : 1;
+    while (cpu_cost(c) > kCpuBudget && c.s_q > 1) --c.s_q;
+    while (cpu_cost(c) > kCpuBudget && c.topk > 64) c.topk /= 2;
+    cases.push_back(c);
+  }
+  // Split-KV cases (more than 1024 candidates: several splits, combine kernel), with lengths
+  // that mix single-split and multi-split requests inside one batch.
+  {
+    DecodeCase c;
+    c.format = KvFormat::kModel1Fp8;
+    c.h_q = 64; c.b = 4; c.s_q = 2; c.topk = 600;
+    c.main = cache_spec(64, rng);
+    c.has_extra = true; c.extra_topk = 700; c.extra = cache_spec(2, rng);
+    c.extra_topk_length = true; c.topk_length = true;
+    c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1; c.duplicate_fraction = 0.05;
+    cases.push_back(c);
+  }
+  {
+    DecodeCase c;
+    c.format = KvFormat::kV32Fp8;
+    c.h_q = 128; c.b = 3; c.s_q = 1; c.topk = 1500;
+    c.main = cache_spec(61, rng);
+    c.sink = SinkMode::kFinite; c.all_invalid_rows = 0.2; c.invalid_fraction = 0.1;
+    cases.push_back(c);
+  }
+  {
+    DecodeCase c;
+    c.format = KvFormat::kBf16; c.d_qk = 512;
+    c.h_q = 16; c.b = 37; c.s_q = 1; c.topk = 129;
+    c.main = cache_spec(69, rng);
+    c.has_extra = true; c.extra_topk = 1100; c.extra = cache_spec(576, rng);
+    c.extra_topk_length = true; c.sink = SinkMode::kPlusInf; c.invalid_fraction = 0.4;
+    cases.push_back(c);
+  }
+  {
+    DecodeCase c;
+    c.format = KvFormat::kModel1Fp8;
+    c.h_q = 8; c.b = 74; c.s_q = 3; c.topk = 37;
+    c.main = cache_spec(1, rng);
+    c.has_extra = true; c.extra_topk = 1200; c.extra = cache_spec(256, rng);
+    c.topk_length = true; c.extra_topk_length = true;
+    c.sink = SinkMode::kMinusInf; c.duplicate_fraction = 0.2;
+    cases.push_back(c);
+  }
+  {
+    DecodeCase c;  // many splits (16 cap) for one request
+    c.format = KvFormat::kBf16; c.d_qk = 576;
+    c.h_q = 32; c.b = 1; c.s_q = 2; c.topk = 9000;
+    c.main = CacheSpec{256, 48, 0, 0};
+    c.topk_length = false; c.sink = SinkMode::kMixed;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+class CudaDecodeMatrix : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaDecodeMatrix, MatchesCpuAndRepeatsBitwise) {
+  MODEL1_REQUIRE_GPU();
+  const DecodeCase cfg = hostile_cases()[GetParam()];
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("case " + std::to_string(GetParam()) + ": " + cfg.describe() +
+               " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  const DecodeResult ref = run_cpu(p);
+  p.upload();
+  const DecodeResult first = run_gpu(p);
+  EXPECT_TRUE(close_to(first, ref));
+  for (int rep = 0; rep < 2; ++rep) {
+    const DecodeResult again = run_gpu(p);
+    EXPECT_TRUE(bitwise_equal(first, again)) << "run " << rep + 2 << " differs bitwise";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, CudaDecodeMatrix,
+                         ::testing::Range(0, static_cast<int>(hostile_cases().size())),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "case" + std::to_string(info.param);
+                         });
+
+/// Args for requests [first, first + count) of `p`'s device tensors (views, no copies), with
+/// their own outputs.
+SparseDecodeArgs sub_batch(const DecodeProblem& p, int first, int count, DeviceBuffer& out,
+                           DeviceBuffer& lse) {
+  SparseDecodeArgs a = p.args(true);
+  const int64_t b = count, s = p.cfg.s_q, h = p.cfg.h_q;
+  auto shift = [&](TensorView& t, int64_t elem_bytes) {
+    if (!t.defined()) return;
+    t.data = static_cast<uint8_t*>(t.data) + first * t.strides[0] * elem_bytes;
+    t.shape[0] = b;
+  };
+  shift(a.q, 2);
+  shift(a.indices, 4);
+  shift(a.topk_length, 4);
+  shift(a.extra_indices, 4);
+  shift(a.extra_topk_length, 4);
+  out = DeviceBuffer(static_cast<size_t>(b * s * h * 512 * 2));
+  lse = DeviceBuffer(static_cast<size_t>(b * s * h * 4));
+  out.fill(0xff);
+  lse.fill(0xff);
+  a.out = TensorView::contiguous(out.get(), DType::kBF16, {b, s, h, 512}, Device::kCUDA);
+  a.lse = TensorView::contiguous(lse.get(), DType::kF32, {b, s, h}, Device::kCUDA);
+  return a;
+}
+
+/// Rows [first, first + count) of a full result.
+DecodeResult rows_of(const DecodeResult& full, const DecodeCase& c, int first, int count) {
+  const size_t per_req = static_cast<size_t>(c.s_q) * c.h_q;
+  DecodeResult r;
+  r.out.assign(full.out.begin() + first * per_req * 512, full.out.begin() + (first + count) * per_req * 512);
+  r.lse.assign(full.lse.begin() + first * per_req, full.lse.begin() + (first + count) * per_req);
+  return r;
+}
+
+DecodeCase invariance_case(int h_q) {
+  DecodeCase c;
+  c.format = KvFormat::kModel1Fp8;
+  c.h_q = h_q; c.b = 321; c.s_q = 2; c.topk = 129;
+  c.main = CacheSpec{64, 40, 0, 0};
+  c.has_extra = true; c.extra_topk = 1100; c.extra = CacheSpec{2, 1200, 0, 0};
+  c.topk_length = true; c.extra_topk_length = true;
+  c.sink = SinkMode::kMixed; c.invalid_fraction = 0.05; c.all_invalid_rows = 0.02;
+  return c;
+}
+
+TEST(CudaDecode, BatchInvariance) {
+  MODEL1_REQUIRE_GPU();
+  for (int h_q : {16, 64}) {
+    const uint64_t seed = fresh_seed();
+    const DecodeCase cfg = invariance_case(h_q);
+    SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+    DecodeProblem p = make_problem(cfg, seed);
+    p.upload();
+    const DecodeResult full = run_gpu(p);
+
+    // Inside b = 74 (the first 74 requests) and alone.
+    DeviceBuffer out, lse;
+    const SparseDecodeArgs a74 = sub_batch(p, 0, 74, out, lse);
+    sparse_decode(a74);
+    const DecodeResult got74{out.download<uint16_t>(), lse.download<float>()};
+    EXPECT_TRUE(bitwise_equal(got74, rows_of(full, cfg, 0, 74))) << "b=74 rows differ from b=321";
+    for (int r : {0, 7, 73, 150, 320}) {
+      const SparseDecodeArgs a1 = sub_batch(p, r, 1, out, lse);
+      sparse_decode(a1);
+      const DecodeResult alone{out.download<uint16_t>(), lse.download<float>()};
+      EXPECT_TRUE(bitwise_equal(alone, rows_of(full, cfg, r, 1))) << "request " << r << " alone differs";
+    }
+
+    // Permuted batch: request perm[k] of the original sits at position k.
+    std::vector<int> perm(cfg.b);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    DecodeProblem q = make_problem(cfg, seed);  // same data (same seed), then permuted
+    auto permute = [&](auto& v, size_t per_req) {
+      auto orig = v;
+      for (int k = 0; k < cfg.b; ++k) {
+        std::copy(orig.begin() + perm[k] * per_req, orig.begin() + (perm[k] + 1) * per_req,
+                  v.begin() + k * per_req);
+      }
+    };
+    permute(q.q, static_cast<size_t>(cfg.s_q) * cfg.h_q * q.q_row());
+    permute(q.indices, static_cast<size_t>(cfg.s_q) * cfg.topk);
+    permute(q.extra_indices, static_cast<size_t>(cfg.s_q) * cfg.extra_topk);
+    permute(q.topk_length, 1);
+    permute(q.extra_topk_length, 1);
+    q.upload();
+    const DecodeResult permuted = run_gpu(q);
+    int mismatches = 0;
+    for (int k = 0; k < cfg.b; ++k) {
+      if (!bitwise_equal(rows_of(permuted, cfg, k, 1), rows_of(full, cfg, perm[k], 1))) ++mismatches;
+    }
+    EXPECT_EQ(mismatches, 0) << "requests whose output changed under a batch permutation";
+  }
+}
+
+TEST(CudaDecode, GraphCaptureReplay) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase cfg;
+  cfg.format = KvFormat::kModel1Fp8;
+  cfg.h_q = 64; cfg.b = 8; cfg.s_q = 2; cfg.topk = 128;
+  cfg.main = CacheSpec{256, 12, 0, 0};
+  cfg.has_extra = true; cfg.extra_topk = 1024; cfg.extra = CacheSpec{64, 40, 0, 0};
+  cfg.topk_length = true; cfg.extra_topk_length = true; cfg.sink = SinkMode::kFinite;
+  cfg.plant_nan = false;  // the lengths change below, so the referenced set changes too
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  p.upload();
+
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const SparseDecodeArgs a = p.args(true);
+  const DecodePlan plan = plan_decode(a, stream);
+  sparse_decode(a, plan, stream);  // warm-up outside the capture
+  CUDA_OK(cudaStreamSynchronize(stream));
+  const DecodeResult direct = download(p);
+
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+
+  poison(p);
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  EXPECT_TRUE(bitwise_equal(download(p), direct)) << "graph replay differs from the direct call";
+
+  // New length values under the same plan and graph: the schedule is re-evaluated on device.
+  std::mt19937_64 rng(seed + 1);
+  p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
+  p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
+  p.d_extra_topk_length.upload(p.extra_topk_length);
+  p.d_topk_length.upload(p.topk_length);
+  poison(p);
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  const DecodeResult replayed = download(p);
+  poison(p);
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamSynchronize(stream));
+  const DecodeResult direct2 = download(p);
+  EXPECT_TRUE(bitwise_equal(replayed, direct2)) << "replay with new lengths differs from a direct call";
+
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+TEST(CudaDecode, GraphReplayNewLengthsMatchesCpu) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase cfg;
+  cfg.format = KvFormat::kV32Fp8;
+  cfg.h_q = 32; cfg.b = 5; cfg.s_q = 1; cfg.topk = 700;
+  cfg.main = CacheSpec{64, 40, 0, 0};
+  cfg.has_extra = true; cfg.extra_topk = 600; cfg.extra = CacheSpec{2, 1000, 0, 0};
+  cfg.topk_length = true; cfg.extra_topk_length = true;
+  cfg.plant_nan = false;  // lengths change after the cache is built
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  p.upload();
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const SparseDecodeArgs a = p.args(true);
+  const DecodePlan plan = plan_decode(a, stream);
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int round = 0; round < 3; ++round) {
+    std::mt19937_64 rng(seed + 100 + round);
+    p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
+    p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
+    p.d_topk_length.upload(p.topk_length);
+    p.d_extra_topk_length.upload(p.extra_topk_length);
+    poison(p);
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+TEST(CudaDecode, PlanReuseAcrossCallsAndStreams) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase cfg;
+  cfg.format = KvFormat::kModel1Fp8;
+  cfg.h_q = 128; cfg.b = 3; cfg.s_q = 2; cfg.topk = 128;
+  cfg.main = CacheSpec{256, 10, 0, 0};
+  cfg.has_extra = true; cfg.extra_topk = 1024; cfg.extra = CacheSpec{2, 1100, 0, 0};
+  cfg.extra_topk_length = true; cfg.sink = SinkMode::kFinite;
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  const DecodeResult ref = run_cpu(p);
+  p.upload();
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const SparseDecodeArgs a = p.args(true);
+  const DecodePlan plan = plan_decode(a, stream);
+  for (int layer = 0; layer < 4; ++layer) {
+    poison(p);
+    sparse_decode(a, plan, layer % 2 ? stream : nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_TRUE(close_to(download(p), ref)) << "layer " << layer;
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+/// Crafted cache bytes: every e4m3 code (zeros, subnormals, the largest values; NaN codes in a
+/// few tokens only), UE8M0 / float scales over a wide range including ones outside the fast
+/// path, bf16 RoPE values including subnormals.
+HostCache crafted_cache(KvFormat format, int64_t page_size, int64_t num_pages, std::mt19937_64& rng) {
+  HostCache c;
+  c.format = format;
+  c.d_qk = kv_format_d_qk(format);
+  c.page_size = page_size;
+  c.num_pages = num_pages;
+  c.page_stride = kv_min_page_stride(format, page_size, c.d_qk);
+  c.bytes.assign(static_cast<size_t>(num_pages * c.page_stride), 0xff);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_int_distribution<int> sane_exp(100, 150);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t slot = 0; slot < c.num_slots(); ++slot) {
+    const auto ranges = token_byte_ranges(c, slot);
+    uint8_t* data = c.bytes.data() + ranges[0].first;
+    const bool keep_nan = slot % 16 == 5;
+    const int nope = format == KvFormat::kModel1Fp8 ? model1_fp8::kNopeDims : v32_fp8::kNopeDims;
+    for (int d = 0; d < nope; ++d) {
+      int code = byte(rng);
+      if (!keep_nan && (code & 0x7f) == 0x7f) code -= 1;
+      data[d] = static_cast<uint8_t>(code);
+    }
+    const int k = static_cast<int>(slot % 7);
+    const int scale_exp = k == 0 ? 0 : k == 1 ? 3 : k == 2 ? 247 : sane_exp(rng);  // 0..2: slow path
+    uint8_t* rope;
+    if (format == KvFormat::kModel1Fp8) {
+      uint8_t* scales = c.bytes.data() + ranges[1].first;
+      for (int t = 0; t < model1_fp8::kNumTiles; ++t) scales[t] = static_cast<uint8_t>(t == 0 ? scale_exp : sane_exp(rng));
+      scales[model1_fp8::kNumTiles] = 0;
+      rope = data + model1_fp8::kNopeBytes;
+    } else {
+      for (int t = 0; t < v32_fp8::kNumTiles; ++t) {
+        // 1.5 * 2^k on one tile: not a power of two (float path), still one bf16 rounding.
+        const float sc = std::ldexp(t == 1 ? 1.5f : 1.0f, (t == 0 ? scale_exp : sane_exp(rng)) - 127);
+        std::memcpy(data + v32_fp8::kScaleOffset + 4 * t, &sc, 4);
+      }
+      rope = data + v32_fp8::kRopeOffset;
+    }
+    for (int d = 0; d < 64; ++d) {
+      const uint16_t v = d % 9 == 0 ? static_cast<uint16_t>(byte(rng) & 0x7f) : to_bf16(normal(rng));  // subnormals
+      std::memcpy(rope + 2 * d, &v, 2);
+    }
+  }
+  return c;
+}
+
+TEST(CudaDecode, SingleKeyOutIsExactlyTheDequantizedKey) {
+  MODEL1_REQUIRE_GPU();
+  const uint64_t seed = fresh_seed();
+  for (KvFormat format : {KvFormat::kModel1Fp8, KvFormat::kV32Fp8}) {
+    for (int h_q : {16, 64}) {
+      SCOPED_TRACE(std::string(kv_format_name(format)) + " h_q=" + std::to_string(h_q) +
+                   " seed=" + std::to_string(seed));
+      std::mt19937_64 rng(seed + h_q);
+      DecodeProblem p;
+      p.cfg.format = format;
+      p.cfg.b = 40;
+      p.cfg.s_q = 2;
+      p.cfg.h_q = h_q;
+      p.cfg.topk = 4;
+      p.kv = crafted_cache(format, 61, 3, rng);
+      p.cfg.d_qk = p.kv.d_qk;
+      // q = 0: every logit is 0, so the single valid key gets weight exactly 1 and out must be
+      // that key's dequantized first 512 dims, bit for bit (NaN where the key holds NaN).
+      p.q.assign(static_cast<size_t>(p.cfg.b) * p.cfg.s_q * h_q * p.q_row(), 0);
+      const int32_t num_slots = static_cast<int32_t>(p.kv.num_slots());
+      for (int r = 0; r < p.cfg.b * p.cfg.s_q; ++r) {
+        const int32_t valid = r % num_slots;
+        const int32_t row[4] = {-1, valid, num_slots, std::numeric_limits<int32_t>::max()};
+        p.indices.insert(p.indices.end(), row, row + 4);
+      }
+      const DecodeResult ref = run_cpu(p);
+      p.upload();
+      const DecodeResult got = run_gpu(p);
+      // NOTE: values compare as numbers (+0 == -0: the mma accumulator starts at +0, the CPU's
+      // sum may keep a -0); for every non-zero value that is bit equality.
+      size_t diffs = 0, first = 0;
+      for (size_t k = 0; k < ref.out.size(); ++k) {
+        const float g = from_bf16(got.out[k]), r = from_bf16(ref.out[k]);
+        const bool same = (std::isnan(g) && std::isnan(r)) || g == r;
+        if (!same && diffs++ == 0) first = k;
+      }
+      EXPECT_EQ(diffs, 0u) << "first at row " << first / 512 << " dim " << first % 512 << ": gpu "
+                           << from_bf16(got.out[first]) << " cpu " << from_bf16(ref.out[first]);
+      for (size_t k = 0; k < ref.lse.size(); ++k) {
+        const bool both_nan = std::isnan(got.lse[k]) && std::isnan(ref.lse[k]);
+        if (!both_nan) {
+          ASSERT_EQ(got.lse[k], ref.lse[k]) << "lse " << k;
+        }
+      }
+    }
+  }
+}
+
+// ---- the reduced matrix for compute-sanitizer (gtest filter CudaSmall.*) ----------------------
+
+void run_small(const DecodeCase& cfg) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  const DecodeResult ref = run_cpu(p);
+  p.upload();
+  EXPECT_TRUE(close_to(run_gpu(p), ref));
+}
+
+TEST(CudaSmall, DecodeModel1WithExtraAndSplits) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kModel1Fp8;
+  c.h_q = 64; c.b = 2; c.s_q = 2; c.topk = 37;
+  c.main = CacheSpec{61, 20, 16, 0};
+  c.has_extra = true; c.extra_topk = 1100; c.extra = CacheSpec{2, 700, 0, 0};
+  c.topk_length = true; c.extra_topk_length = true; c.sink = SinkMode::kMixed;
+  c.invalid_fraction = 0.2; c.duplicate_fraction = 0.1;
+  run_small(c);
+}
+
+TEST(CudaSmall, DecodeV32Heads128) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kV32Fp8;
+  c.h_q = 128; c.b = 1; c.s_q = 1; c.topk = 129;
+  c.main = CacheSpec{69, 10, 0, 0};
+  c.sink = SinkMode::kFinite; c.invalid_fraction = 0.3;
+  run_small(c);
+}
+
+TEST(CudaSmall, DecodeBf16SmallHeadsUnaligned) {
+  MODEL1_REQUIRE_GPU();
+  for (int h_q : {8, 16, 32}) {
+    DecodeCase c;
+    c.format = KvFormat::kBf16; c.d_qk = h_q == 16 ? 576 : 512;
+    c.h_q = h_q; c.b = 3; c.s_q = 3; c.topk = 1 + 36 * (h_q / 8);
+    c.main = CacheSpec{1, 300, h_q == 32 ? 3 : 0, h_q == 32 ? 2 : 0};
+    c.q_head_pad = h_q == 8 ? 4 : 0;
+    c.all_invalid_rows = 0.3; c.invalid_fraction = 0.2;
+    run_small(c);
+  }
+}
+
+TEST(CudaSmall, DecodeModel1Unaligned) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kModel1Fp8;
+  c.h_q = 16; c.b = 2; c.s_q = 1; c.topk = 64;
+  c.main = CacheSpec{2, 200, 5, 3};
+  c.has_extra = true; c.extra_topk = 37; c.extra = CacheSpec{576, 2, 0, 1};
+  c.sink = SinkMode::kPlusInf;
+  run_small(c);
+}
+
+}  // namespace
+}  // namespace model1::cuda_test
