@@ -228,6 +228,14 @@ def random_tokens(rng: np.random.Generator, n: int, d: int, spread: bool = True)
     return x.astype(BF16)
 
 
+def flashmla_values(rng: np.random.Generator, shape) -> np.ndarray:
+    """FlashMLA-style values (PERFORMANCE.md's generation rule): N(0, 0.1^2) clipped to [-1, 1],
+    as float64. NOTE: MODEL1.md's tolerances are calibrated on such inputs; GPU kernels round
+    softmax weights to bf16 before P V (as FlashMLA does), which on much larger logits gives
+    element errors above 1e-3 + (2.01/128)|ref| with the cosine still tiny."""
+    return np.clip(rng.normal(0.0, 0.1, size=shape), -1.0, 1.0)
+
+
 def flashmla_indices(rng: np.random.Generator, b: int, s_q: int, topk: int, page_size: int,
                      num_pages: int, lengths: np.ndarray) -> np.ndarray:
     """FlashMLA-style int32 [b, s_q, topk]: per request, distinct random positions below its

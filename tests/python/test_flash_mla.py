@@ -1,6 +1,6 @@
 """model1.flash_mla: FlashMLA's PyTorch interface, on CPU tensors (reference backend) and, on
 a machine with a GPU and a CUDA build, on CUDA tensors; checked against the float64 NumPy
-reference on FlashMLA-style inputs (paged caches behind a shuffled block table, -1 padding,
+reference on FlashMLA-style inputs (values N(0, 0.1^2) clipped to [-1, 1]; paged caches behind a shuffled block table, -1 padding,
 FP8 cache tensors as 4-D views of a larger buffer)."""
 
 import math
@@ -44,7 +44,7 @@ class Cache:
                               device=device)
         view = self.buf.as_strided((pages, page_size, 1, bpt), (stride, bpt, bpt, 1),
                                    self.offset)
-        tokens_np = ref.random_tokens(rng, pages * page_size, d, spread=False)
+        tokens_np = ref.flashmla_values(rng, (pages * page_size, d)).astype(ref.BF16)
         tokens = torch.from_numpy(tokens_np.view(np.int16)).view(torch.bfloat16).to(device)
         model1.quantize_cache(tokens, view)
         self.k_cache = view if dtype == torch.uint8 else view.view(dtype)
@@ -76,7 +76,7 @@ def make_decode(device, rng, *, fmt="model1_fp8", b=2, s_q=2, h_q=64, topk=128, 
     cache = Cache(fmt, pages, page_size, device, rng, cache_dtype)
     lens = rng.integers(topk // 2, pages * page_size + 1, size=b)
     idx = ref.flashmla_indices(rng, b, s_q, topk, page_size, pages, lens)
-    q_np = rng.standard_normal((b, s_q, h_q, d)) * 1.5
+    q_np = ref.flashmla_values(rng, (b, s_q, h_q, d))
     if strided_q:
         q = bf16_tensor(q_np.transpose(0, 2, 1, 3), device).transpose(1, 2)  # non-contiguous
     else:
@@ -250,8 +250,8 @@ def test_requires_grad_query(device, rng):
 
 
 def make_prefill(device, rng, d, h_q, s_q=6, s_kv=200, topk=80, lengths=True, sink=True):
-    q = rng.standard_normal((s_q, h_q, d)) * 1.5
-    kv = rng.standard_normal((s_kv, d)).astype(ref.BF16)
+    q = ref.flashmla_values(rng, (s_q, h_q, d))
+    kv = ref.flashmla_values(rng, (s_kv, d)).astype(ref.BF16)
     idx = np.stack([rng.choice(s_kv, topk, replace=False) for _ in range(s_q)]).astype(np.int32)
     idx[0, :5] = [-1, s_kv, s_kv + 3, np.iinfo(np.int32).min, np.iinfo(np.int32).max]
     idx[-1] = -1
@@ -303,7 +303,7 @@ def test_model1_api_with_torch_tensors(device, rng):
     """The plain model1 API takes torch tensors too: outputs are torch tensors on the inputs'
     device, passed outputs are written in place, the cache's 4-D view shares its storage."""
     pages, page_size = 4, 16
-    tokens_np = ref.random_tokens(rng, pages * page_size, 512, spread=False)
+    tokens_np = ref.flashmla_values(rng, (pages * page_size, 512)).astype(ref.BF16)
     tokens = torch.from_numpy(tokens_np.view(np.int16)).view(torch.bfloat16).to(device)
     cache = model1.quantize_cache(tokens, page_size=page_size)
     assert isinstance(cache.data, torch.Tensor) and cache.data.device == tokens.device
@@ -314,7 +314,7 @@ def test_model1_api_with_torch_tensors(device, rng):
     assert isinstance(back, torch.Tensor) and back.device == tokens.device
     assert np.array_equal(back.cpu().numpy().astype(np.float64), keys)
 
-    q_np = rng.standard_normal((2, 1, 16, 512))
+    q_np = ref.flashmla_values(rng, (2, 1, 16, 512))
     idx = rng.integers(-1, pages * page_size, size=(2, 1, 24)).astype(np.int32)
     out = torch.full((2, 1, 16, 512), float("nan"), dtype=torch.bfloat16, device=device)
     o, lse = model1.sparse_decode(bf16_tensor(q_np, device), view, i32(idx, device), out=out)
