@@ -51,9 +51,10 @@ class DecodePlan {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Validates `args` (outputs untouched on error) and builds the schedule. On CUDA this
-/// allocates the plan's workspace once and enqueues the scheduling kernel on `stream`
-/// (a cudaStream_t, nullptr = default); it never synchronises the host.
+/// Validates `args` (outputs untouched on error) and prepares the split-KV schedule. On CUDA
+/// this allocates the plan's workspace once (sized from the shapes); the schedule itself is
+/// derived on the device, inside the decode kernels, from each request's own lengths, so it
+/// never synchronises the host. `stream` is a cudaStream_t (nullptr = default).
 DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream = nullptr);
 
 /// Runs sparse decode with a plan made for the same shapes. Allocates nothing and
