@@ -69,6 +69,14 @@ void ensure_smem_limit(Kernel kernel, int device, int bytes, std::atomic<uint64_
                        const char* op) {
   const uint64_t bit = device < 64 ? (uint64_t{1} << device) : 0;
   if (bit != 0 && (done.load(std::memory_order_acquire) & bit)) return;
+  int optin = 0;
+  MODEL1_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                               device));
+  // NOTE: consumer parts (sm_86/89/120) offer 99 KiB per block, A100 163 KiB, H100/H200 227 KiB.
+  MODEL1_CHECK(bytes <= optin, op,
+               "a GPU offering " + std::to_string(bytes) + " bytes of shared memory per block "
+               "for this configuration",
+               "cuda:" + std::to_string(device) + " offers " + std::to_string(optin));
   MODEL1_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              bytes));
   done.fetch_or(bit, std::memory_order_acq_rel);

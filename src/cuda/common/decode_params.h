@@ -15,7 +15,7 @@ namespace model1::cuda {
 /// Split-KV schedule constants. NOTE: fixed numbers of keys, never functions of the batch:
 /// a request's split points depend only on its own candidate counts.
 inline constexpr int kChunkKeys = 64;      ///< keys per main-loop step (one smem tile)
-inline constexpr int kSplitChunks = 16;    ///< default target chunks per split (1024 keys)
+inline constexpr int kSplitChunks = 10;    ///< default target chunks per split (640 keys; PERF.md v4)
 inline constexpr int kMaxSplits = 16;      ///< cap (bounds the workspace)
 
 /// One paged cache as the kernels see it.

@@ -80,6 +80,7 @@ struct DecodeCta {
   float* sRedSum;        // [kWarps, 16]
   uint8_t* sValid;       // [kBlockN] validity of the keys in sK
   uint8_t* sStageValid;  // [kBlockN] validity of the keys in the staging buffer
+  float* sXchg;          // [kWarps, 2, 4, 32] split-K halves of S (kSplitK only)
 
   __device__ explicit DecodeCta(uint8_t* smem)
       : sQ(reinterpret_cast<uint16_t*>(smem + T::kQOffset)),
@@ -90,7 +91,8 @@ struct DecodeCta {
         sRedMax(reinterpret_cast<float*>(smem + T::kRedMaxOffset)),
         sRedSum(reinterpret_cast<float*>(smem + T::kRedSumOffset)),
         sValid(smem + T::kValidOffset),
-        sStageValid(smem + T::kStageValidOffset) {}
+        sStageValid(smem + T::kStageValidOffset),
+        sXchg(reinterpret_cast<float*>(smem + T::kXchgOffset)) {}
 
   /// Q rows of this head group -> sQ (rows past h_q are zero).
   __device__ void load_q(const DecodeParams& p, int i, int j, int g) {
@@ -179,67 +181,160 @@ struct DecodeCta {
   __device__ void dequant_chunk() {
     constexpr int kItems = T::kBlockN * F::kGroupsPerKey;  // groups of 8 dims
     static_assert(kItems % T::kThreads == 0, "whole dequant items per thread");
-#pragma unroll 2
-    for (int item = threadIdx.x; item < kItems; item += T::kThreads) {
-      const int key = item / F::kGroupsPerKey;
-      const int grp = item % F::kGroupsPerKey;
-      const bool valid = sStageValid[key] != 0;
-      if (grp == 0) sValid[key] = valid;
-      uint4 val = make_uint4(0, 0, 0, 0);
-      if (valid) {
-        const uint8_t* row = sStageData + key * F::kStageDataBytes;
-        if (grp < F::kNopeGroups) {
-          const uint2 codes = *reinterpret_cast<const uint2*>(row + grp * 8);
-          const int tile = grp / F::kGroupsPerTile;
+    constexpr int kPerThread = kItems / T::kThreads;
+    constexpr int kBatch = kPerThread % 2 == 0 ? 2 : (kPerThread % 3 == 0 ? 3 : 1);
+    constexpr int kRopeOffset = F::kStageScaleBytes > 0 ? model1_fp8::kNopeBytes : v32_fp8::kRopeOffset;
+    // NOTE: a batch's shared loads first, then its conversions and stores. One item at a time,
+    // the compiler cannot hoist the next item's loads above this item's store to sK (it cannot
+    // prove the two do not alias), so every item paid a full shared-memory round trip.
+#pragma unroll 1
+    for (int it = 0; it < kPerThread; it += kBatch) {
+      uint4 raw[kBatch];    // fp8 codes in .x/.y (nope groups) or 8 bf16 (rope groups)
+      uint32_t sc[kBatch];  // UE8M0 byte (MODEL1) or f32 bits (V32) of the group's tile
+      bool ok[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int item = threadIdx.x + (it + u) * T::kThreads;
+        const int key = item / F::kGroupsPerKey;
+        const int grp = item % F::kGroupsPerKey;
+        ok[u] = sStageValid[key] != 0;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        sc[u] = 0;
+        if (ok[u]) {
+          const uint8_t* row = sStageData + key * F::kStageDataBytes;
+          if (grp < F::kNopeGroups) {
+            const uint2 codes = *reinterpret_cast<const uint2*>(row + grp * 8);
+            raw[u].x = codes.x;
+            raw[u].y = codes.y;
+            const int tile = grp / F::kGroupsPerTile;
+            if constexpr (F::kStageScaleBytes > 0) {
+              sc[u] = sStageScale[key * F::kStageScaleBytes + tile];
+            } else {
+              sc[u] = *reinterpret_cast<const uint32_t*>(row + v32_fp8::kScaleOffset + 4 * tile);
+            }
+          } else {
+            raw[u] = *reinterpret_cast<const uint4*>(row + kRopeOffset + (grp - F::kNopeGroups) * 16);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int item = threadIdx.x + (it + u) * T::kThreads;
+        const int key = item / F::kGroupsPerKey;
+        const int grp = item % F::kGroupsPerKey;
+        if (grp == 0) sValid[key] = ok[u];
+        uint4 val = raw[u];  // rope groups as staged, zeros for invalid keys
+        if (ok[u] && grp < F::kNopeGroups) {
           float scale;
           uint32_t scale_exp;
           if constexpr (F::kStageScaleBytes > 0) {
-            const uint32_t e = sStageScale[key * F::kStageScaleBytes + tile];  // UE8M0
+            const uint32_t e = sc[u];  // UE8M0
             scale = ue8m0_to_float(e);
             scale_exp = e >= kMinFastScaleExp && e <= kMaxFastScaleExp ? e : 0;
           } else {
-            scale = *reinterpret_cast<const float*>(row + v32_fp8::kScaleOffset + 4 * tile);
+            scale = __uint_as_float(sc[u]);
             scale_exp = fast_scale_exp(scale);
           }
+          const uint32_t cx = raw[u].x, cy = raw[u].y;
           uint2 lo, hi;
-          if (scale_exp != 0 && !e4m3x4_has_special(codes.x) && !e4m3x4_has_special(codes.y)) {
-            lo = dequant4_bf16_fast(codes.x, scale_exp);
-            hi = dequant4_bf16_fast(codes.y, scale_exp);
+          if (scale_exp != 0 && !e4m3x4_has_special(cx) && !e4m3x4_has_special(cy)) {
+            lo = dequant4_bf16_fast(cx, scale_exp);
+            hi = dequant4_bf16_fast(cy, scale_exp);
           } else {  // NOTE: rare: zero / subnormal / NaN codes or an unusual scale
-            lo = dequant4_bf16(codes.x, scale);
-            hi = dequant4_bf16(codes.y, scale);
+            lo = dequant4_bf16(cx, scale);
+            hi = dequant4_bf16(cy, scale);
           }
           val = make_uint4(lo.x, lo.y, hi.x, hi.y);
-        } else {
-          constexpr int kRopeOffset = F::kStageScaleBytes > 0 ? model1_fp8::kNopeBytes
-                                                              : v32_fp8::kRopeOffset;
-          val = *reinterpret_cast<const uint4*>(row + kRopeOffset + (grp - F::kNopeGroups) * 16);
         }
+        *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = val;
       }
-      *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = val;
     }
   }
 };
 
-/// Per-thread softmax and output state: rows r0 = lane / 4 and r1 = r0 + 8 of the row group.
+/// Per-thread softmax and output state. Rows r0 = lane / 4 and r1 = r0 + 8 of an m16 tile:
+/// l of the S row group (this warp's keys), m and o of the kPvM tiles of the PV group.
 template <class T>
 struct SoftmaxState {
-  float m[2];  // running max of base-2 logits (-inf until a valid key)
-  float l[2];  // running sum of exp2(logit - m) over this warp's keys
-  float o[T::kOTiles][4];
+  float m[T::kPvM][2];  // running max of base-2 logits (-inf until a valid key)
+  float l[2];           // running sum of exp2(logit - m) over this warp's keys
+  float o[T::kPvM][T::kOTiles][4];
 };
+
+/// Barrier of the kParts warps of row group `rg` (the chunk's row maxima).
+template <class T>
+__device__ __forceinline__ void sync_row_group(int rg) {
+  if constexpr (T::kParts * 32 == T::kThreads) {
+    __syncthreads();
+  } else {
+    __barrier_sync_count(T::kRowBarrier + rg, T::kParts * 32);
+  }
+}
+
+/// Barrier of the kPvWarps warps of PV group `pg` (the P tile of its rows).
+template <class T>
+__device__ __forceinline__ void sync_pv_group(int pg) {
+  if constexpr (T::kPvWarps * 32 == T::kThreads) {
+    __syncthreads();
+  } else {
+    __barrier_sync_count(T::kPvBarrier + pg, T::kPvWarps * 32);
+  }
+}
 
 template <class T>
 __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>& st,
                                               float scale_log2) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int rg = warp / T::kParts, part = warp % T::kParts;
-  const int key_base = part * T::kKeysPerWarp;
+  // Split-K: this warp's 16 final keys are quarter 2 * (part & 1) + (part >> 1).
+  const int key_base = T::kSplitK ? (part & 1) * 32 + (part >> 1) * 16 : part * T::kKeysPerWarp;
+  const int pg = warp / T::kPvWarps, pv_part = warp % T::kPvWarps;
+  const int mt_s = rg - pg * T::kPvM;  // the S row group's m tile inside the PV group
 
   // ---- S = Q K^T for this warp's 16 rows x kKeysPerWarp keys ----
   float s[T::kSTiles][4];
 #pragma unroll
   for (int t = 0; t < T::kSTiles; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+  if constexpr (T::kSplitK) {
+    // Warp (rg, part): keys kh_keys = 32 * (part & 1) .. + 32, d_qk half kh = part >> 1.
+    const int kh = part >> 1;
+    constexpr int kHalf = T::kDQk / 2;
+    float acc[4][4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+    const uint16_t* q_half = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8 + kh * kHalf;
+    const uint16_t* k_half = cta.sK + ((part & 1) * 32 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
+                             ((lane >> 3) & 1) * 8 + kh * kHalf;
+#pragma unroll(T::kSUnroll)
+    for (int kk = 0; kk < kHalf / 16; ++kk) {
+      uint32_t a[4];
+      ptx::ldmatrix_x4(a, q_half + kk * 16);
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {
+        uint32_t b[4];
+        ptx::ldmatrix_x4(b, k_half + np * 16 * T::kKStride + kk * 16);
+        ptx::mma_m16n8k16_bf16_f32(acc[2 * np], a, b[0], b[1]);
+        ptx::mma_m16n8k16_bf16_f32(acc[2 * np + 1], a, b[2], b[3]);
+      }
+    }
+    // Keep the tiles of quarter kh, send the other quarter's to the partner warp (part ^ 2).
+    float* x_out = cta.sXchg + warp * 256;
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = kh == 0 ? acc[2 + t][e] : acc[t][e];
+    }
+    sync_row_group<T>(rg);  // the partner's half of this warp's quarter
+    const float* x_in = cta.sXchg + (warp ^ 2) * 256;
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        // NOTE: two terms: a + b == b + a exactly, so both halves of the pair agree bitwise.
+        s[t][e] = (kh == 0 ? acc[t][e] : acc[2 + t][e]) + x_in[(t * 4 + e) * 32 + lane];
+      }
+    }
+  } else {
   const uint16_t* q_frag = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8;
 #pragma unroll(T::kSUnroll)
   for (int kk = 0; kk < T::kDQk / 16; ++kk) {
@@ -260,6 +355,7 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
         ptx::mma_m16n8k16_bf16_f32(s[2 * np + 1], a, b[2], b[3]);
       }
     }
+  }
   }
 
   // ---- mask (select, never multiply) and the chunk's row maxima ----
@@ -286,9 +382,12 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     cta.sRedMax[warp * 16 + r0] = mx[0];
     cta.sRedMax[warp * 16 + r0 + 8] = mx[1];
   }
-  __syncthreads();  // C: every part's maxima
+  // NOTE: named barriers: the maxima and the P tile are exchanged inside a row group / PV
+  // group only, so groups drift apart inside a chunk (one group's softmax overlaps another's
+  // matrix products); the full barriers stay at the chunk boundaries (sK).
+  sync_row_group<T>(rg);  // C: every part's maxima of this row group
 
-  float alpha[2], m_use[2];
+  float alpha_s[2], m_use[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float m_chunk = -INFINITY;
@@ -296,12 +395,13 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     for (int q = 0; q < T::kParts; ++q) {
       m_chunk = fmaxf(m_chunk, cta.sRedMax[(rg * T::kParts + q) * 16 + r0 + 8 * r]);
     }
-    const float m_new = fmaxf(st.m[r], m_chunk);
+    float m_old = st.m[0][r];
+    if constexpr (T::kPvM == 2) m_old = mt_s == 1 ? st.m[1][r] : m_old;
+    const float m_new = fmaxf(m_old, m_chunk);
     // NOTE: while no valid key was seen m stays -inf; subtracting 0 then keeps exp2 at 0
     // instead of producing (-inf) - (-inf) = NaN.
     m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
-    alpha[r] = exp2f(st.m[r] - m_use[r]);
-    st.m[r] = m_new;
+    alpha_s[r] = exp2f(m_old - m_use[r]);
   }
 
   // ---- P = exp2(S - m) -> sP (bf16), row sums, rescale O ----
@@ -321,35 +421,64 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     *reinterpret_cast<uint32_t*>(p_row1 + col) = pack_bf16x2(p2, p3);
   }
 #pragma unroll
-  for (int r = 0; r < 2; ++r) st.l[r] = st.l[r] * alpha[r] + rowsum[r];
-  // NOTE: once the running maxima settle, alpha is exactly 1 for the whole warp; skipping the
-  // multiply by 1 changes no bit (and stays deterministic: the vote depends on data only).
-  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+  for (int r = 0; r < 2; ++r) st.l[r] = st.l[r] * alpha_s[r] + rowsum[r];
+  sync_pv_group<T>(pg);  // D: the whole P tile (and every row maximum) of the PV group
+
+  // ---- running maxima of the PV group's rows (the same values the S side computed for its
+  // own rows: same inputs, same order), rescale O ----
+  float alpha[T::kPvM][2];
 #pragma unroll
-    for (int t = 0; t < T::kOTiles; ++t) {
-      st.o[t][0] *= alpha[0];
-      st.o[t][1] *= alpha[0];
-      st.o[t][2] *= alpha[1];
-      st.o[t][3] *= alpha[1];
+  for (int mt = 0; mt < T::kPvM; ++mt) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float m_chunk = -INFINITY;
+#pragma unroll
+      for (int q = 0; q < T::kParts; ++q) {
+        m_chunk = fmaxf(m_chunk, cta.sRedMax[((pg * T::kPvM + mt) * T::kParts + q) * 16 + r0 + 8 * r]);
+      }
+      const float m_new = fmaxf(st.m[mt][r], m_chunk);
+      const float m_u = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[mt][r] = exp2f(st.m[mt][r] - m_u);
+      st.m[mt][r] = m_new;
     }
   }
-  __syncthreads();  // D: the whole P tile of the row group
+  bool rescale = false;
+#pragma unroll
+  for (int mt = 0; mt < T::kPvM; ++mt) rescale = rescale || alpha[mt][0] != 1.0f || alpha[mt][1] != 1.0f;
+  // NOTE: once the running maxima settle, alpha is exactly 1 for the whole warp; skipping the
+  // multiply by 1 changes no bit (and stays deterministic: the vote depends on data only).
+  if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+    for (int mt = 0; mt < T::kPvM; ++mt) {
+#pragma unroll
+      for (int t = 0; t < T::kOTiles; ++t) {
+        st.o[mt][t][0] *= alpha[mt][0];
+        st.o[mt][t][1] *= alpha[mt][0];
+        st.o[mt][t][2] *= alpha[mt][1];
+        st.o[mt][t][3] *= alpha[mt][1];
+      }
+    }
+  }
 
   // ---- O += P V, V = the first 512 dims of the key tile ----
-  const int dim_base = part * T::kDimsPerWarp;
-  const uint16_t* p_frag = cta.sP + (rg * 16 + (lane & 15)) * T::kPStride + (lane >> 4) * 8;
+  const int dim_base = pv_part * T::kDimsPerWarp;
+  const uint16_t* p_frag = cta.sP + (pg * T::kPvM * 16 + (lane & 15)) * T::kPStride + (lane >> 4) * 8;
 #pragma unroll
   for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
-    uint32_t a[4];
-    ptx::ldmatrix_x4(a, p_frag + kk * 16);
+    uint32_t a[T::kPvM][4];
+#pragma unroll
+    for (int mt = 0; mt < T::kPvM; ++mt) ptx::ldmatrix_x4(a[mt], p_frag + mt * 16 * T::kPStride + kk * 16);
     const uint16_t* v_frag = cta.sK + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * T::kKStride +
                              dim_base + (lane >> 4) * 8;
 #pragma unroll
     for (int np = 0; np < T::kOTiles / 2; ++np) {
       uint32_t b[4];
       ptx::ldmatrix_x4_trans(b, v_frag + np * 16);
-      ptx::mma_m16n8k16_bf16_f32(st.o[2 * np], a, b[0], b[1]);
-      ptx::mma_m16n8k16_bf16_f32(st.o[2 * np + 1], a, b[2], b[3]);
+#pragma unroll
+      for (int mt = 0; mt < T::kPvM; ++mt) {
+        ptx::mma_m16n8k16_bf16_f32(st.o[mt][2 * np], a[mt], b[0], b[1]);
+        ptx::mma_m16n8k16_bf16_f32(st.o[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
     }
   }
 }
@@ -385,11 +514,17 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
   SoftmaxState<T> st;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    st.m[r] = -INFINITY;
     st.l[r] = 0.0f;
+#pragma unroll
+    for (int mt = 0; mt < T::kPvM; ++mt) st.m[mt][r] = -INFINITY;
   }
 #pragma unroll
-  for (int t = 0; t < T::kOTiles; ++t) st.o[t][0] = st.o[t][1] = st.o[t][2] = st.o[t][3] = 0.0f;
+  for (int mt = 0; mt < T::kPvM; ++mt) {
+#pragma unroll
+    for (int t = 0; t < T::kOTiles; ++t) {
+      st.o[mt][t][0] = st.o[mt][t][1] = st.o[mt][t][2] = st.o[mt][t][3] = 0.0f;
+    }
+  }
 
   const int my_key = threadIdx.x / T::kThreadsPerKey;  // this thread's key in every chunk
   auto fetch = [&](int c) {
@@ -429,7 +564,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
 
   // ---- epilogue: total row sums over the parts, then outputs or partials ----
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int rg = warp / T::kParts, part = warp % T::kParts;
+  const int pg = warp / T::kPvWarps, pv_part = warp % T::kPvWarps;
   const int r0 = lane >> 2;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -442,20 +577,24 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
   }
   __syncthreads();
 
-  const int dim_base = part * T::kDimsPerWarp;
+  const int dim_base = pv_part * T::kDimsPerWarp;
   const bool direct = sched.num_splits == 1;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
+  for (int mr = 0; mr < 2 * T::kPvM; ++mr) {
+    const int mt = mr / 2, r = mr % 2;  // m tile of the PV group, row half
+    const int row_group = pg * T::kPvM + mt;
     float l_total = 0.0f;
 #pragma unroll
-    for (int q = 0; q < T::kParts; ++q) l_total += cta.sRedSum[(rg * T::kParts + q) * 16 + r0 + 8 * r];
-    const int h = g * T::kRows + rg * 16 + r0 + 8 * r;
+    for (int q = 0; q < T::kParts; ++q) {
+      l_total += cta.sRedSum[(row_group * T::kParts + q) * 16 + r0 + 8 * r];
+    }
+    const int h = g * T::kRows + row_group * 16 + r0 + 8 * r;
     if (h >= p.h_q) continue;
     // NOTE: exactly 0 only when no valid key was seen (the running max key adds exp2(0) = 1);
     // a NaN logit of a valid key makes l NaN and propagates, as in the CPU backend.
     const bool empty = l_total == 0.0f;
     const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;  // [b, s_q, h_q]
-    const float lse2 = st.m[r] + log2f(l_total);
+    const float lse2 = st.m[mt][r] + log2f(l_total);
     if (direct) {
       const float lse = lse2 * kLn2;
       float factor = 1.0f / l_total;
@@ -464,7 +603,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
 #pragma unroll
       for (int t = 0; t < T::kOTiles; ++t) {
         const int d = dim_base + t * 8 + 2 * (lane & 3);
-        const uint32_t v = empty ? 0u : pack_bf16x2(st.o[t][2 * r] * factor, st.o[t][2 * r + 1] * factor);
+        const uint32_t v =
+            empty ? 0u : pack_bf16x2(st.o[mt][t][2 * r] * factor, st.o[mt][t][2 * r + 1] * factor);
         if (p.out_aligned8) {
           *reinterpret_cast<uint32_t*>(out_row + d) = v;
         } else {
@@ -472,7 +612,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
           out_row[d + 1] = static_cast<uint16_t>(v >> 16);
         }
       }
-      if (part == 0 && (lane & 3) == 0) p.lse[row] = empty ? INFINITY : lse;
+      if (pv_part == 0 && (lane & 3) == 0) p.lse[row] = empty ? INFINITY : lse;
     } else {
       const float factor = 1.0f / l_total;
       float* po = p.partial_o + (row * p.max_splits + split) * T::kDV;  // [512]
@@ -480,10 +620,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
       for (int t = 0; t < T::kOTiles; ++t) {
         const int d = dim_base + t * 8 + 2 * (lane & 3);
         const float2 v = empty ? make_float2(0.0f, 0.0f)
-                               : make_float2(st.o[t][2 * r] * factor, st.o[t][2 * r + 1] * factor);
+                               : make_float2(st.o[mt][t][2 * r] * factor, st.o[mt][t][2 * r + 1] * factor);
         *reinterpret_cast<float2*>(po + d) = v;
       }
-      if (part == 0 && (lane & 3) == 0) p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
+      if (pv_part == 0 && (lane & 3) == 0) {
+        p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
+      }
     }
   }
 }

@@ -7,6 +7,10 @@
 #include "cuda/common/decode_params.h"
 #include "model1/kv_format.h"
 
+#ifndef MODEL1_DECODE_SPLITK
+#define MODEL1_DECODE_SPLITK 0
+#endif
+
 namespace model1::cuda::portable {
 
 /// MODEL1_FP8: a key's 576 data bytes (448 e4m3 + 64 bf16) and its 8 scale bytes are staged
@@ -47,8 +51,9 @@ struct FormatBf16 {
 
 /// One CTA: kWarps warps (8 or 16), kRows = 16 * kRowGroups heads of one (request, token,
 /// split, head group).
-/// Warp w owns row group w / kParts; inside a row group the kParts warps split the keys of
-/// S = Q K^T and the d_v columns of O = P V.
+/// S = Q K^T: warp w owns row group w / kParts and the kParts warps of a row group split the
+/// chunk's keys. O = P V: warp w owns the kPvM row groups of PV group w / kPvWarps (32 rows
+/// when kPvM = 2) and the kPvWarps warps of a PV group split the d_v columns.
 template <class Format, int kRowGroups_>
 struct DecodeTraits {
   using F = Format;
@@ -66,11 +71,21 @@ struct DecodeTraits {
   static constexpr int kDV = 512;
   static constexpr int kKeysPerWarp = kBlockN / kParts;  // S columns per warp
   static constexpr int kSTiles = kKeysPerWarp / 8;       // m16n8 tiles of S per warp
-  static constexpr int kDimsPerWarp = kDV / kParts;      // O columns per warp
-  static constexpr int kOTiles = kDimsPerWarp / 8;       // m16n8 tiles of O per warp
+  // NOTE: P V with two m16 tiles per warp (4 row groups): each V fragment (ldmatrix.trans)
+  // feeds two mma instead of one, a third less shared-memory traffic in P V for the same
+  // accumulator registers.
+  static constexpr int kPvM = kRowGroups == 4 ? 2 : 1;     // m16 tiles of O per warp
+  static constexpr int kPvGroups = kRowGroups / kPvM;      // PV groups (kPvM row groups each)
+  static constexpr int kPvWarps = kWarps / kPvGroups;      // warps sharing one PV group
+  static constexpr int kDimsPerWarp = kDV / kPvWarps;      // O columns per warp
+  static constexpr int kOTiles = kDimsPerWarp / 8;         // m16n8 tiles of O per warp and m tile
   static constexpr int kThreadsPerKey = kThreads / kBlockN;
   // k-steps of S = Q K^T unrolled together: fewer under the 128-register cap of 16 warps.
   static constexpr int kSUnroll = kThreads > 256 ? 2 : 4;
+  // NOTE: S = Q K^T split along d_qk inside each row group (4 parts = 2 key halves x 2 d_qk
+  // halves): each Q fragment feeds 4 mma instead of 2 (a quarter less ldmatrix traffic in S);
+  // the two d_qk halves of a 16-key quarter meet through shared memory.
+  static constexpr bool kSplitK = MODEL1_DECODE_SPLITK && kRowGroups_ == 4 && kThreads == 512;
 
   // NOTE: 16 bytes of padding per shared row: row pitches become odd multiples of 16 bytes,
   // so the 8 row addresses of an ldmatrix hit 8 different bank groups.
@@ -95,7 +110,9 @@ struct DecodeTraits {
   static constexpr int kRedSumOffset = kRedMaxOffset + kRedBytes;
   static constexpr int kValidOffset = kRedSumOffset + kRedBytes;
   static constexpr int kStageValidOffset = kValidOffset + kBlockN;
-  static constexpr int kSmemBytes = kStageValidOffset + kBlockN;
+  static constexpr int kXchgOffset = kStageValidOffset + kBlockN;
+  static constexpr int kXchgBytes = kSplitK ? kWarps * 2 * 4 * 32 * 4 : 0;  // 2 S tiles per warp
+  static constexpr int kSmemBytes = kXchgOffset + kXchgBytes;
 
   static constexpr int kMaxSmemBytes = 227 * 1024;  // sm_90 / sm_80 opt-in limit per block
   static_assert(kRowGroups == 1 || kRowGroups == 2 || kRowGroups == 4, "1, 2 or 4 row groups");
@@ -103,6 +120,11 @@ struct DecodeTraits {
   static_assert(kKeysPerWarp % 8 == 0, "each warp needs whole n8 tiles of S");
   static_assert(kSTiles == 1 || kSTiles % 2 == 0, "S tiles load in pairs (ldmatrix.x4)");
   static_assert(kOTiles % 2 == 0, "O tiles load in pairs (ldmatrix.x4.trans)");
+  static_assert(kPvWarps == kParts * kPvM, "a PV group is kPvM whole row groups");
+  // Named barriers: 0 is __syncthreads, 1..kRowGroups the row groups, then the PV groups.
+  static constexpr int kRowBarrier = 1;
+  static constexpr int kPvBarrier = 1 + kRowGroups;
+  static_assert(kPvBarrier + kPvGroups <= 16, "16 hardware barriers per CTA");
   static_assert(kDQk % 16 == 0 && kBlockN % 16 == 0, "mma k-steps are 16 wide");
   static_assert(kThreads % kBlockN == 0, "whole threads per key in the loader");
   static_assert((kQStride * 2) % 16 == 0 && (kKStride * 2) % 16 == 0 && (kPStride * 2) % 16 == 0,
@@ -110,6 +132,8 @@ struct DecodeTraits {
   static_assert(kKOffset % 16 == 0 && kPOffset % 16 == 0 && kStageDataOffset % 16 == 0 &&
                     kStageScaleOffset % 16 == 0 && kRedMaxOffset % 16 == 0,
                 "16-byte aligned shared regions");
+  static_assert(!kSplitK || (kParts == 4 && kKeysPerWarp == 16 && kDQk % 32 == 0), "split-K S layout");
+  static_assert(kXchgOffset % 16 == 0, "16-byte aligned exchange buffer");
   static_assert(F::kStageDataBytes % 16 == 0, "staged rows must take 16-byte cp.async");
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget");
 };
