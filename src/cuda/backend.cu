@@ -36,6 +36,7 @@ struct CudaPlanState final : detail::BackendPlanState {
   int device = 0;
   int max_splits = 1;
   int split_chunks = kSplitChunks;
+  portable::DecodeConfig config = portable::DecodeConfig::kAuto;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
 
@@ -80,7 +81,7 @@ DecodeParams make_params(const SparseDecodeArgs& a, float sm_scale, const CudaPl
   p.b = static_cast<int>(a.q.shape[0]);
   p.s_q = static_cast<int>(a.q.shape[1]);
   p.h_q = static_cast<int>(a.q.shape[2]);
-  p.num_head_groups = p.h_q > 64 ? p.h_q / 64 : 1;
+  // NOTE: num_head_groups is set by the launcher: it depends on the kernel configuration.
   p.q_aligned16 = aligned(p.q, 16) && p.q_stride_b % 8 == 0 && p.q_stride_s % 8 == 0 &&
                   p.q_stride_h % 8 == 0;
 
@@ -130,6 +131,22 @@ int split_chunks_setting() {
   return value;
 }
 
+/// Decode kernel configuration: MODEL1_CUDA_DECODE_CONFIG unset, empty or "default" = automatic
+/// (the default configuration where the device offers its shared memory, else the compact
+/// fallback); "compact" forces the fallback (tests on large GPUs). NOTE: read once per process.
+portable::DecodeConfig decode_config_setting() {
+  static const portable::DecodeConfig value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_DECODE_CONFIG");
+    if (env == nullptr || *env == '\0') return portable::DecodeConfig::kAuto;
+    const std::string v = env;
+    if (v == "default") return portable::DecodeConfig::kAuto;
+    MODEL1_CHECK(v == "compact", "MODEL1_CUDA_DECODE_CONFIG", "'default', 'compact' or unset",
+                 "'" + v + "'");
+    return portable::DecodeConfig::kCompact;
+  }();
+  return value;
+}
+
 }  // namespace
 
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, void* stream) {
@@ -144,6 +161,7 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   auto st = std::make_unique<CudaPlanState>();
   st->device = device;
   st->split_chunks = split_chunks_setting();
+  st->config = decode_config_setting();
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
   if (st->max_splits > 1) {
@@ -169,20 +187,21 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors",
                "a plan of another backend");
   DeviceGuard guard(st->device, "sparse_decode");
+  const portable::DecodeConfig config = st->config;
   const DecodeParams p = make_params(a, sm_scale, *st);
   auto s = static_cast<cudaStream_t>(stream);
   switch (a.kv.format) {
     case KvFormat::kModel1Fp8:
-      portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device);
+      portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device, config);
       break;
     case KvFormat::kV32Fp8:
-      portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device);
+      portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device, config);
       break;
     case KvFormat::kBf16:
       if (a.q.shape[3] == 512) {
-        portable::launch_sparse_decode<portable::FormatBf16<512>>(p, s, st->device);
+        portable::launch_sparse_decode<portable::FormatBf16<512>>(p, s, st->device, config);
       } else {
-        portable::launch_sparse_decode<portable::FormatBf16<576>>(p, s, st->device);
+        portable::launch_sparse_decode<portable::FormatBf16<576>>(p, s, st->device, config);
       }
       break;
     default:

@@ -527,5 +527,20 @@ TEST(CudaSmall, DecodeModel1Unaligned) {
   run_small(c);
 }
 
+// NOTE: V32 records through the byte-load path at 64 heads with a split request: under
+// MODEL1_CUDA_DECODE_CONFIG=compact (and on GPUs below the default configuration's shared
+// memory) this is the compact kernel's unaligned path over 4 head groups.
+TEST(CudaSmall, DecodeV32UnalignedHeads64Splits) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kV32Fp8;
+  c.h_q = 64; c.b = 2; c.s_q = 1; c.topk = 700;
+  c.main = CacheSpec{61, 40, 5, 3};
+  c.has_extra = true; c.extra_topk = 64; c.extra = CacheSpec{2, 100, 0, 1};
+  c.topk_length = true; c.sink = SinkMode::kMixed;
+  c.invalid_fraction = 0.1; c.duplicate_fraction = 0.1;
+  run_small(c);
+}
+
 }  // namespace
 }  // namespace model1::cuda_test

@@ -32,7 +32,7 @@ struct DecodeParams {
   const uint16_t* q = nullptr;  // [b, s_q, h_q, d_qk] bf16, last dim contiguous
   int64_t q_stride_b = 0, q_stride_s = 0, q_stride_h = 0;
   int b = 0, s_q = 0, h_q = 0;
-  int num_head_groups = 1;  ///< CTAs per (request, token, split) along the heads
+  int num_head_groups = 1;  ///< CTAs per (request, token, split) along the heads (set by the launcher)
 
   CacheParams kv;
   const int32_t* indices = nullptr;  // [b, s_q, topk], last dim contiguous

@@ -6,6 +6,8 @@
 // cp.async in a staging buffer while the previous chunk computes, are dequantized exactly to
 // bf16 in shared memory (invalid keys become zero rows: never loaded, never multiplied), and
 // feed S = Q K^T and O += P V, where V is the first 512 dims of the same key tile.
+// The compact configuration (DecodeTraits::kDirectDequant) has no staging buffer: each
+// chunk's FP8 bytes go from global memory through registers straight to the bf16 key tile.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -66,6 +68,69 @@ __device__ __forceinline__ KeyAddress key_address(const DecodeParams& p, const C
   return a;
 }
 
+/// 4, 8 or 16 bytes of the (read-only) cache: one vector load when `kAligned`, else byte
+/// loads (unaligned caches: odd page strides or bases).
+template <bool kAligned>
+__device__ __forceinline__ uint32_t load_cache_u32(const uint8_t* src) {
+  if constexpr (kAligned) {
+    return __ldg(reinterpret_cast<const unsigned int*>(src));
+  } else {
+    uint32_t v = 0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v |= uint32_t{__ldg(src + k)} << (8 * k);
+    return v;
+  }
+}
+
+template <bool kAligned>
+__device__ __forceinline__ uint2 load_cache_u64(const uint8_t* src) {
+  if constexpr (kAligned) {
+    return __ldg(reinterpret_cast<const uint2*>(src));
+  } else {
+    return make_uint2(load_cache_u32<false>(src), load_cache_u32<false>(src + 4));
+  }
+}
+
+template <bool kAligned>
+__device__ __forceinline__ uint4 load_cache_u128(const uint8_t* src) {
+  if constexpr (kAligned) {
+    return __ldg(reinterpret_cast<const uint4*>(src));
+  } else {
+    return make_uint4(load_cache_u32<false>(src), load_cache_u32<false>(src + 4),
+                      load_cache_u32<false>(src + 8), load_cache_u32<false>(src + 12));
+  }
+}
+
+/// One group of 8 dims of a key -> 8 exact bf16 values. `raw`: fp8 codes in .x/.y (nope
+/// groups; `sc` the UE8M0 byte (MODEL1) or f32 bits (V32) of the group's tile) or 8 bf16 (rope
+/// groups, returned as they are); zeros for invalid keys (`ok` false). NOTE: the compact path's
+/// copy of the conversion in DecodeCta::dequant_chunk; calling this helper there made ptxas
+/// spill in the 64-row model1_fp8 kernel at its 128-register cap, so that one stays inline.
+template <class F>
+__device__ __forceinline__ uint4 dequant_group(uint4 raw, uint32_t sc, bool ok, bool nope) {
+  if (!ok || !nope) return raw;  // rope groups as loaded, zeros for invalid keys
+  float scale;
+  uint32_t scale_exp;
+  if constexpr (F::kStageScaleBytes > 0) {
+    const uint32_t e = sc;  // UE8M0
+    scale = ue8m0_to_float(e);
+    scale_exp = e >= kMinFastScaleExp && e <= kMaxFastScaleExp ? e : 0;
+  } else {
+    scale = __uint_as_float(sc);
+    scale_exp = fast_scale_exp(scale);
+  }
+  const uint32_t cx = raw.x, cy = raw.y;
+  uint2 lo, hi;
+  if (scale_exp != 0 && !e4m3x4_has_special(cx) && !e4m3x4_has_special(cy)) {
+    lo = dequant4_bf16_fast(cx, scale_exp);
+    hi = dequant4_bf16_fast(cy, scale_exp);
+  } else {  // NOTE: rare: zero / subnormal / NaN codes or an unusual scale
+    lo = dequant4_bf16(cx, scale);
+    hi = dequant4_bf16(cy, scale);
+  }
+  return make_uint4(lo.x, lo.y, hi.x, hi.y);
+}
+
 template <class T>
 struct DecodeCta {
   using F = typename T::F;
@@ -76,6 +141,8 @@ struct DecodeCta {
   uint16_t* sP;   // [kRows, kPStride] bf16 (softmax numerators of the chunk)
   uint8_t* sStageData;   // [kBlockN, F::kStageDataBytes] raw cache bytes
   uint8_t* sStageScale;  // [kBlockN, F::kStageScaleBytes]
+  const uint8_t** sRowPtr;    // [kBlockN] data row of each key, null when invalid (compact)
+  const uint8_t** sScalePtr;  // [kBlockN] MODEL1 scale row of each key (compact)
   float* sRedMax;        // [kWarps, 16]
   float* sRedSum;        // [kWarps, 16]
   uint8_t* sValid;       // [kBlockN] validity of the keys in sK
@@ -88,6 +155,8 @@ struct DecodeCta {
         sP(reinterpret_cast<uint16_t*>(smem + T::kPOffset)),
         sStageData(smem + T::kStageDataOffset),
         sStageScale(smem + T::kStageScaleOffset),
+        sRowPtr(reinterpret_cast<const uint8_t**>(smem + T::kStageDataOffset)),
+        sScalePtr(reinterpret_cast<const uint8_t**>(smem + T::kStageScaleOffset)),
         sRedMax(reinterpret_cast<float*>(smem + T::kRedMaxOffset)),
         sRedSum(reinterpret_cast<float*>(smem + T::kRedSumOffset)),
         sValid(smem + T::kValidOffset),
@@ -126,7 +195,7 @@ struct DecodeCta {
     const int sub = threadIdx.x % T::kThreadsPerKey;
     const KeyAddress a = key_address(p, cand);
     const bool valid = a.page != nullptr;
-    if constexpr (F::kStaged) {
+    if constexpr (T::kStaged) {
       if (sub == 0) sStageValid[key] = valid;
       if (!valid) return;
       const uint8_t* row;
@@ -247,6 +316,81 @@ struct DecodeCta {
           val = make_uint4(lo.x, lo.y, hi.x, hi.y);
         }
         *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = val;
+      }
+    }
+  }
+
+  /// Compact path: this thread's key of the next chunk (`cand`) -> its data-row and scale-row
+  /// pointers in shared memory (null when invalid), read by dequant_chunk_direct.
+  __device__ void publish_chunk(const DecodeParams& p, const Candidate& cand) {
+    static_assert(T::kDirectDequant, "compact path only");
+    if (threadIdx.x % T::kThreadsPerKey != 0) return;
+    const int key = threadIdx.x / T::kThreadsPerKey;
+    const KeyAddress a = key_address(p, cand);
+    const uint8_t* row = nullptr;
+    const uint8_t* scales = nullptr;
+    if (a.page != nullptr) {
+      if constexpr (F::kStageScaleBytes > 0) {  // MODEL1: data rows, then scale rows
+        row = a.page + model1_fp8::data_row_offset(a.offset);
+        scales = a.page + model1_fp8::scale_row_offset(a.page_size, a.offset);
+      } else {  // V32: contiguous records
+        row = a.page + v32_fp8::token_offset(a.offset);
+      }
+    }
+    sRowPtr[key] = row;
+    if constexpr (F::kStageScaleBytes > 0) sScalePtr[key] = scales;
+  }
+
+  /// Compact path: the published chunk, global memory -> registers -> sK (exact bf16), and
+  /// sValid. Invalid keys give zero rows (never loaded).
+  template <bool kAligned>
+  __device__ void dequant_chunk_direct() {
+    static_assert(T::kDirectDequant, "compact path only");
+    constexpr int kItems = T::kBlockN * F::kGroupsPerKey;  // groups of 8 dims
+    static_assert(kItems % T::kThreads == 0, "whole dequant items per thread");
+    constexpr int kPerThread = kItems / T::kThreads;  // 16 (MODEL1) or 18 (V32)
+    // NOTE: half a chunk's loads in flight per thread before any conversion (latency), at a
+    // bounded register cost.
+    constexpr int kBatch = kPerThread % 2 == 0 ? kPerThread / 2 : kPerThread;
+    constexpr int kRopeOffset = F::kStageScaleBytes > 0 ? model1_fp8::kNopeBytes : v32_fp8::kRopeOffset;
+#pragma unroll 1
+    for (int it = 0; it < kPerThread; it += kBatch) {
+      uint4 raw[kBatch];
+      uint32_t sc[kBatch];
+      bool ok[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int item = threadIdx.x + (it + u) * T::kThreads;
+        const int key = item / F::kGroupsPerKey;
+        const int grp = item % F::kGroupsPerKey;
+        const uint8_t* row = sRowPtr[key];
+        ok[u] = row != nullptr;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        sc[u] = 0;
+        if (ok[u]) {
+          if (grp < F::kNopeGroups) {
+            const uint2 codes = load_cache_u64<kAligned>(row + grp * 8);
+            raw[u].x = codes.x;
+            raw[u].y = codes.y;
+            const int tile = grp / F::kGroupsPerTile;
+            if constexpr (F::kStageScaleBytes > 0) {
+              sc[u] = __ldg(sScalePtr[key] + tile);
+            } else {
+              sc[u] = load_cache_u32<kAligned>(row + v32_fp8::kScaleOffset + 4 * tile);
+            }
+          } else {
+            raw[u] = load_cache_u128<kAligned>(row + kRopeOffset + (grp - F::kNopeGroups) * 16);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int item = threadIdx.x + (it + u) * T::kThreads;
+        const int key = item / F::kGroupsPerKey;
+        const int grp = item % F::kGroupsPerKey;
+        if (grp == 0) sValid[key] = ok[u];
+        *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) =
+            dequant_group<F>(raw[u], sc[u], ok[u], grp < F::kNopeGroups);
       }
     }
   }
@@ -531,7 +675,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
     return fetch_candidate(main_idx, extra_idx, main_keys, sched.num_keys, c * T::kBlockN + my_key);
   };
   Candidate next = fetch(chunk_begin);  // the candidate of the next chunk to load
-  if constexpr (T::F::kStaged) {
+  if constexpr (T::kStaged) {
     if (chunk_begin < chunk_end) {
       cta.load_chunk(p, next);
       ptx::cp_async_commit();
@@ -546,6 +690,26 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
       if (c + 1 < chunk_end) {
         cta.load_chunk(p, next);
         ptx::cp_async_commit();
+        next = fetch(c + 2);
+      }
+      compute_chunk<T>(cta, st, p.scale_log2);
+    }
+  } else if constexpr (T::kDirectDequant) {
+    if (chunk_begin < chunk_end) {
+      cta.publish_chunk(p, next);
+      next = fetch(chunk_begin + 1);
+    }
+    cta.load_q(p, i, j, g);
+    for (int c = chunk_begin; c < chunk_end; ++c) {
+      __syncthreads();  // A: chunk c's key addresses published; the previous P V is done with sK
+      if (p.cache_aligned16) {
+        cta.template dequant_chunk_direct<true>();
+      } else {
+        cta.template dequant_chunk_direct<false>();
+      }
+      __syncthreads();  // B: sK / sValid ready; the address table is free
+      if (c + 1 < chunk_end) {
+        cta.publish_chunk(p, next);
         next = fetch(c + 2);
       }
       compute_chunk<T>(cta, st, p.scale_log2);

@@ -14,14 +14,32 @@
 namespace model1::cuda::portable {
 
 template <class T>
-void launch_decode_config(const DecodeParams& p, cudaStream_t stream, int device) {
+void launch_decode_config(const DecodeParams& params, cudaStream_t stream, int device) {
   static std::atomic<uint64_t> smem_raised{0};
   ensure_smem_limit(sparse_decode_kernel<T>, device, T::kSmemBytes, smem_raised, "sparse_decode");
+  DecodeParams p = params;
+  p.num_head_groups = (p.h_q + T::kRows - 1) / T::kRows;  // h_q 8 pads one 16-row group
   const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31",
                std::to_string(ctas));
   sparse_decode_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
   MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_kernel");
+}
+
+/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
+/// ids query every time).
+inline int device_smem_optin(int device) {
+  static std::atomic<int> cached[64];  // 0: not queried yet
+  const bool cacheable = device >= 0 && device < 64;
+  if (cacheable) {
+    const int v = cached[device].load(std::memory_order_acquire);
+    if (v > 0) return v;
+  }
+  int optin = 0;
+  MODEL1_CUDA_CHECK("sparse_decode",
+                    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
+  return optin;
 }
 
 /// h_q -> row groups per CTA: 8 and 16 heads use one m16 tile (8 padded), 32 two, 64 and 128
@@ -43,23 +61,39 @@ auto dispatch_heads(int h_q, Fn&& fn) {
   }
 }
 
+/// The shared-memory fallback of every h_q: 16 heads per CTA (h_q / 16 head groups); FP8
+/// formats without the staging buffer (kCompact), BF16 caches as their 16-row default.
 template <class Format>
-void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
+using CompactDecodeTraits = DecodeTraits<Format, 1, Format::kStaged>;
+
+template <class Format>
+void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device, DecodeConfig config) {
+  using C = CompactDecodeTraits<Format>;
+  static_assert(C::kSmemBytes <= C::kCompactSmemLimit, "the fallback must fit 99 KiB per block");
   dispatch_heads<Format>(p.h_q, [&](auto traits) {
     using T = decltype(traits);
-    launch_decode_config<T>(p, stream, device);
+    // NOTE: both configurations use the same split schedule (64-key chunks, the plan's
+    // split_chunks), so the fallback changes no split point and the combine is the same.
+    if (config == DecodeConfig::kAuto && device_smem_optin(device) >= T::kSmemBytes) {
+      launch_decode_config<T>(p, stream, device);
+    } else {
+      launch_decode_config<C>(p, stream, device);
+    }
     return 0;
   });
 }
 
 template <class Format>
-int sparse_decode_smem_bytes(int h_q) {
-  return dispatch_heads<Format>(h_q, [](auto traits) { return decltype(traits)::kSmemBytes; });
+int sparse_decode_smem_bytes(int h_q, DecodeConfig config) {
+  const int default_bytes =
+      dispatch_heads<Format>(h_q, [](auto traits) { return decltype(traits)::kSmemBytes; });
+  return config == DecodeConfig::kCompact ? CompactDecodeTraits<Format>::kSmemBytes : default_bytes;
 }
 
 }  // namespace model1::cuda::portable
 
 #define MODEL1_INSTANTIATE_PORTABLE_DECODE(Format)                                          \
   template void model1::cuda::portable::launch_sparse_decode<Format>(                       \
-      const model1::cuda::DecodeParams&, cudaStream_t, int);                                \
-  template int model1::cuda::portable::sparse_decode_smem_bytes<Format>(int);
+      const model1::cuda::DecodeParams&, cudaStream_t, int, model1::cuda::portable::DecodeConfig); \
+  template int model1::cuda::portable::sparse_decode_smem_bytes<Format>(                    \
+      int, model1::cuda::portable::DecodeConfig);

@@ -51,12 +51,21 @@ struct FormatBf16 {
 
 /// One CTA: kWarps warps (8 or 16), kRows = 16 * kRowGroups heads of one (request, token,
 /// split, head group).
+/// kCompact (FP8 formats, one row group): the shared-memory fallback for GPUs offering less
+/// than the default configurations need (99 KiB per block on sm_86/89/120): no staging buffer;
+/// each chunk goes from global memory through registers, is dequantized exactly (the same
+/// functions) and stored to the key tile. The chunk schedule is the same.
 /// S = Q K^T: warp w owns row group w / kParts and the kParts warps of a row group split the
 /// chunk's keys. O = P V: warp w owns the kPvM row groups of PV group w / kPvWarps (32 rows
 /// when kPvM = 2) and the kPvWarps warps of a PV group split the d_v columns.
-template <class Format, int kRowGroups_>
+template <class Format, int kRowGroups_, bool kCompact_ = false>
 struct DecodeTraits {
   using F = Format;
+  static constexpr bool kCompact = kCompact_;
+  // Raw bytes staged by cp.async, then dequantized from shared memory (default FP8 path).
+  static constexpr bool kStaged = Format::kStaged && !kCompact_;
+  // Dequantized from global memory through registers (compact FP8 path).
+  static constexpr bool kDirectDequant = Format::kStaged && kCompact_;
   // NOTE: the kernel is latency-bound (one CTA per SM: shared memory); 16 warps where the
   // split of keys / columns allows it (32 or 64 rows) double the warps that hide latency.
   // BF16 caches at 64 rows stay at 8 warps: their direct loads need more than the 128
@@ -102,9 +111,14 @@ struct DecodeTraits {
   static constexpr int kPOffset = kKOffset + kKBytes;
   static constexpr int kPBytes = kRows * kPStride * 2;
   static constexpr int kStageDataOffset = kPOffset + kPBytes;
-  static constexpr int kStageDataBytes = kBlockN * F::kStageDataBytes;
+  // NOTE: the compact path keeps only the chunk's key addresses here: one data-row pointer
+  // and (MODEL1) one scale-row pointer per key, null for invalid keys.
+  static constexpr int kPtrBytes = static_cast<int>(sizeof(const uint8_t*));
+  static constexpr int kStageDataBytes =
+      kStaged ? kBlockN * F::kStageDataBytes : (kDirectDequant ? kBlockN * kPtrBytes : 0);
   static constexpr int kStageScaleOffset = kStageDataOffset + kStageDataBytes;
-  static constexpr int kStageScaleBytes = kBlockN * F::kStageScaleBytes;
+  static constexpr int kStageScaleBytes =
+      kStaged ? kBlockN * F::kStageScaleBytes : (kDirectDequant && F::kStageScaleBytes > 0 ? kBlockN * kPtrBytes : 0);
   static constexpr int kRedMaxOffset = kStageScaleOffset + kStageScaleBytes;
   static constexpr int kRedBytes = kWarps * 16 * 4;  // one float per (warp, row)
   static constexpr int kRedSumOffset = kRedMaxOffset + kRedBytes;
@@ -136,6 +150,11 @@ struct DecodeTraits {
   static_assert(kXchgOffset % 16 == 0, "16-byte aligned exchange buffer");
   static_assert(F::kStageDataBytes % 16 == 0, "staged rows must take 16-byte cp.async");
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget");
+  // 99 KiB: the opt-in limit per block of sm_86 / sm_89 / sm_120 (the smallest sm_80+ parts).
+  static constexpr int kCompactSmemLimit = 99 * 1024;
+  static_assert(!kCompact || kRowGroups == 1, "the compact configuration has one row group");
+  static_assert(!kCompact || kSmemBytes <= kCompactSmemLimit,
+                "the compact configuration must fit the 99 KiB per block of consumer GPUs");
 };
 
 }  // namespace model1::cuda::portable
