@@ -1,10 +1,12 @@
 // model1 CUDA backend: host launcher of the portable sparse prefill kernels
 // (src/cuda/portable/prefill_*.cuh). Arguments arrive validated by src/api; this file turns
-// them into a PrefillParams block, picks the pipeline depth the device can hold and
-// dispatches on d_qk.
+// them into a PrefillParams block, picks the configuration the device can hold (pipeline
+// depth, heads per CTA) and dispatches on d_qk.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/cuda_check.h"
@@ -37,7 +39,7 @@ PrefillParams make_params(const SparsePrefillArgs& a, float sm_scale) {
   p.q_stride_h = a.q.strides[1];
   p.s_q = static_cast<int>(a.q.shape[0]);
   p.h_q = static_cast<int>(a.q.shape[1]);
-  p.num_head_groups = p.h_q > 64 ? p.h_q / 64 : 1;
+  p.num_head_groups = 1;  // NOTE: set by the launcher from its heads per CTA
   p.q_aligned16 = aligned(p.q, 16) && p.q_stride_s % 8 == 0 && p.q_stride_h % 8 == 0;
 
   p.kv = a.kv.ptr<const uint16_t>();
@@ -60,22 +62,72 @@ PrefillParams make_params(const SparsePrefillArgs& a, float sm_scale) {
   return p;
 }
 
-int smem_bytes(int d_qk, int h_q, bool double_buffered) {
+/// The three configurations, largest shared memory first.
+enum class Config { kDouble, kSingle, kCompact };
+
+int smem_bytes(int d_qk, int h_q, Config config) {
   if (d_qk == 512) {
-    return double_buffered ? portable::sparse_prefill_smem_bytes<512, 2>(h_q)
-                           : portable::sparse_prefill_smem_bytes<512, 1>(h_q);
+    switch (config) {
+      case Config::kDouble: return portable::sparse_prefill_smem_bytes<512, 2>(h_q);
+      case Config::kSingle: return portable::sparse_prefill_smem_bytes<512, 1>(h_q);
+      case Config::kCompact: break;
+    }
+    portable::sparse_prefill_smem_bytes<512, 1>(h_q);  // rejects unsupported h_q
+    return portable::sparse_prefill_compact_smem_bytes<512>();
   }
   if (d_qk == 576) {
-    return double_buffered ? portable::sparse_prefill_smem_bytes<576, 2>(h_q)
-                           : portable::sparse_prefill_smem_bytes<576, 1>(h_q);
+    switch (config) {
+      case Config::kDouble: return portable::sparse_prefill_smem_bytes<576, 2>(h_q);
+      case Config::kSingle: return portable::sparse_prefill_smem_bytes<576, 1>(h_q);
+      case Config::kCompact: break;
+    }
+    portable::sparse_prefill_smem_bytes<576, 1>(h_q);  // rejects unsupported h_q
+    return portable::sparse_prefill_compact_smem_bytes<576>();
   }
   MODEL1_THROW("q.shape", "shape[2] (d_qk) 512 or 576", std::to_string(d_qk));
+}
+
+/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
+/// ids query every time).
+int device_smem_optin(int device) {
+  static std::atomic<int> cached[64];  // 0: not queried yet
+  const bool cacheable = device >= 0 && device < 64;
+  if (cacheable) {
+    const int v = cached[device].load(std::memory_order_acquire);
+    if (v > 0) return v;
+  }
+  int optin = 0;
+  MODEL1_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                                device));
+  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
+  return optin;
+}
+
+/// MODEL1_CUDA_PREFILL_CONFIG unset, empty or "default": automatic (the largest configuration
+/// the device's shared memory holds); "compact" makes the automatic choice the compact
+/// fallback (tests on large GPUs). NOTE: read once per process, so every call of a run uses the
+/// same configuration and batch invariance holds.
+bool prefill_compact_forced() {
+  static const bool value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_PREFILL_CONFIG");
+    if (env == nullptr || *env == '\0') return false;
+    const std::string v = env;
+    if (v == "default") return false;
+    MODEL1_CHECK(v == "compact", "MODEL1_CUDA_PREFILL_CONFIG", "'default', 'compact' or unset",
+                 "'" + v + "'");
+    return true;
+  }();
+  return value;
 }
 
 }  // namespace
 
 int sparse_prefill_portable_smem_bytes(int d_qk, int h_q, PrefillPipeline pipeline) {
-  return smem_bytes(d_qk, h_q, pipeline != PrefillPipeline::kSingleBuffered);
+  switch (pipeline) {
+    case PrefillPipeline::kSingleBuffered: return smem_bytes(d_qk, h_q, Config::kSingle);
+    case PrefillPipeline::kCompact: return smem_bytes(d_qk, h_q, Config::kCompact);
+    default: return smem_bytes(d_qk, h_q, Config::kDouble);
+  }
 }
 
 void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* stream) {
@@ -104,14 +156,25 @@ void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* s
   const int h_q = static_cast<int>(a.q.shape[1]);
 
   DeviceGuard guard(device, kOp);
-  int smem_optin = 0;
-  MODEL1_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                                device));
-  const int need_double = smem_bytes(d_qk, h_q, true);  // also rejects unsupported d_qk / h_q
-  const int need_single = smem_bytes(d_qk, h_q, false);
-  bool double_buffered = pipeline != PrefillPipeline::kSingleBuffered;
-  if (pipeline == PrefillPipeline::kAuto) double_buffered = smem_optin >= need_double;
-  const int need = double_buffered ? need_double : need_single;
+  const int smem_optin = device_smem_optin(device);
+  Config config = Config::kDouble;  // also for kDoubleBuffered
+  if (pipeline == PrefillPipeline::kSingleBuffered) config = Config::kSingle;
+  if (pipeline == PrefillPipeline::kCompact) config = Config::kCompact;
+  if (pipeline == PrefillPipeline::kAuto) {
+    // NOTE: the largest configuration that fits: double-buffered, single-buffered with the
+    // same heads per CTA (bitwise the same results), else 16 heads per CTA (same values up
+    // to the last bits: another summation order of the row sums).
+    if (prefill_compact_forced()) {
+      config = Config::kCompact;
+    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kDouble)) {
+      config = Config::kDouble;  // smem_bytes also rejects unsupported d_qk / h_q
+    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kSingle)) {
+      config = Config::kSingle;
+    } else {
+      config = Config::kCompact;
+    }
+  }
+  const int need = smem_bytes(d_qk, h_q, config);  // also rejects unsupported d_qk / h_q
   MODEL1_CHECK(smem_optin >= need, kOp,
                "a GPU with at least " + std::to_string(need) +
                    " bytes of shared memory per block (portable prefill, d_qk " +
@@ -122,16 +185,16 @@ void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* s
   if (p.s_q == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   if (d_qk == 512) {
-    if (double_buffered) {
-      portable::launch_sparse_prefill<512, 2>(p, s, device);
-    } else {
-      portable::launch_sparse_prefill<512, 1>(p, s, device);
+    switch (config) {
+      case Config::kDouble: portable::launch_sparse_prefill<512, 2>(p, s, device); break;
+      case Config::kSingle: portable::launch_sparse_prefill<512, 1>(p, s, device); break;
+      case Config::kCompact: portable::launch_sparse_prefill_compact<512>(p, s, device); break;
     }
   } else {
-    if (double_buffered) {
-      portable::launch_sparse_prefill<576, 2>(p, s, device);
-    } else {
-      portable::launch_sparse_prefill<576, 1>(p, s, device);
+    switch (config) {
+      case Config::kDouble: portable::launch_sparse_prefill<576, 2>(p, s, device); break;
+      case Config::kSingle: portable::launch_sparse_prefill<576, 1>(p, s, device); break;
+      case Config::kCompact: portable::launch_sparse_prefill_compact<576>(p, s, device); break;
     }
   }
 }

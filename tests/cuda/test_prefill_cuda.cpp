@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -790,6 +791,17 @@ TEST(PrefillCuda, SingleAndDoubleBufferedPipelinesAgreeBitwise) {
       c.sink = Sink::kFinite;
       c.seed = seed_of(d, h, 11);
       SCOPED_TRACE(c.name());
+      // NOTE: on GPUs with less shared memory per block (A100, consumer parts) the forced
+      // double-buffered tiles cannot launch; the automatic choice covers those devices.
+      int device = 0, optin = 0;
+      ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+      ASSERT_EQ(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                cudaSuccess);
+      if (cuda::sparse_prefill_portable_smem_bytes(d, h, PrefillPipeline::kDoubleBuffered) > optin) {
+        std::cout << "[ INFO     ] " << c.name() << ": double-buffered tiles exceed this GPU's "
+                  << optin << " B of shared memory per block; pair not compared\n";
+        continue;
+      }
       Problem p(c);
       p.run_reference();
       const Outputs two = p.run_gpu(PrefillPipeline::kDoubleBuffered);
@@ -876,6 +888,191 @@ TEST(PrefillCuda, SeventyThousandQueryTokens) {
   c.topk_length = {16, 5, 0, 16, 9, 1, 100};
   c.seed = 14;
   run_case(c);
+}
+
+// ---- the compact configuration (16 heads per CTA, one key tile: 99 KiB devices) ----------
+
+TEST(PrefillCuda, CompactConfigurationFitsNinetyNineKiB) {
+  // sm_86/89/120 offer 101376 bytes per block; the fallback must fit there for every h_q.
+  for (int d : {512, 576}) {
+    for (int h : {8, 16, 32, 64, 128}) {
+      const int bytes = cuda::sparse_prefill_portable_smem_bytes(d, h, PrefillPipeline::kCompact);
+      EXPECT_LE(bytes, 101376) << "d_qk " << d << " h_q " << h;
+      EXPECT_EQ(bytes, cuda::sparse_prefill_portable_smem_bytes(d, 16, PrefillPipeline::kSingleBuffered))
+          << "the compact kernel is the 16-row single-buffered one (d_qk " << d << ")";
+    }
+  }
+  EXPECT_EQ(cuda::sparse_prefill_portable_smem_bytes(512, 128, PrefillPipeline::kCompact), 85184);
+  EXPECT_EQ(cuda::sparse_prefill_portable_smem_bytes(576, 128, PrefillPipeline::kCompact), 95424);
+  try {
+    cuda::sparse_prefill_portable_smem_bytes(576, 48, PrefillPipeline::kCompact);
+    FAIL() << "no error for h_q 48";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "q.shape");
+  }
+}
+
+TEST(PrefillCuda, CompactConfigurationAgainstCpu) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    for (int h : {8, 16, 32, 64, 128}) {
+      for (int topk : {1, 129, 300}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = topk;
+        c.s_q = 5;
+        c.s_kv = 1000;
+        c.topk_length = {topk, 0, 65, -3, 64};
+        c.all_invalid = {3};
+        const int pick = (h / 8 + topk) % 3;
+        c.sink = pick == 0 ? Sink::kMixed : (pick == 1 ? Sink::kFinite : Sink::kNone);
+        c.pipeline = PrefillPipeline::kCompact;
+        c.seed = seed_of(d, h, topk + 17);
+        run_case(c);
+      }
+    }
+  }
+}
+
+TEST(PrefillCuda, CompactConfigurationRowsWithNoValidKeyAndNaN) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    Case c;
+    c.d_qk = d;
+    c.h_q = 128;
+    c.topk = 129;
+    c.s_q = 6;
+    c.all_invalid = {0, 3, 5};
+    c.topk_length = {129, 0, 50, 129, -4, 129};
+    c.sink = Sink::kMixed;
+    c.used_frac = 0.03;  // ~30 live rows, every other row NaN; many duplicates
+    c.dup_frac = 0.5;
+    c.pipeline = PrefillPipeline::kCompact;
+    c.seed = seed_of(d, 128, 18);
+    const Outputs o = run_case(c);
+    for (int64_t j : {0, 1, 3, 4, 5}) {
+      for (int h = 0; h < c.h_q; ++h) {
+        const int64_t row = j * c.h_q + h;
+        EXPECT_EQ(o.max_logits[row], -INFINITY) << "token " << j << " head " << h;
+        EXPECT_EQ(o.lse[row], INFINITY) << "token " << j << " head " << h;
+        for (int k = 0; k < kDV; ++k) ASSERT_EQ(o.out[row * kDV + k], 0) << "token " << j << " head " << h;
+      }
+    }
+  }
+  // A NaN in a referenced key reaches every head of the tokens naming it (all head groups).
+  Case c;
+  c.d_qk = 576;
+  c.h_q = 64;
+  c.topk = 100;
+  c.s_q = 4;
+  c.pipeline = PrefillPipeline::kCompact;
+  c.seed = 19;
+  SCOPED_TRACE(c.name());
+  Problem p(c);
+  int64_t key = -1;
+  for (int k = 0; k < c.topk && key < 0; ++k) {
+    const int32_t v = p.index_row(0)[k];
+    if (v >= 0 && v < c.s_kv) key = v;
+  }
+  ASSERT_GE(key, 0);
+  p.set_kv_row_nan(key);
+  p.run_reference();
+  const Outputs o = p.run_gpu(PrefillPipeline::kCompact);
+  EXPECT_TRUE(p.guards_intact());
+  expect_close(o, p.ref(), /*nan_where_ref_nan=*/true);
+  for (int64_t j = 0; j < c.s_q; ++j) {
+    const int32_t* idx = p.index_row(j);
+    if (std::find(idx, idx + c.topk, static_cast<int32_t>(key)) == idx + c.topk) continue;
+    for (int h = 0; h < c.h_q; ++h) {
+      EXPECT_TRUE(std::isnan(o.lse[j * c.h_q + h])) << "token " << j << " head " << h;
+      EXPECT_TRUE(std::isnan(bf16_to_float(o.out[(j * c.h_q + h) * kDV]))) << "token " << j << " head " << h;
+    }
+  }
+}
+
+TEST(PrefillCuda, CompactConfigurationNonContiguousAndUnalignedViews) {
+  SKIP_WITHOUT_GPU();
+  for (QLayout layout : {QLayout::kHeadMajor, QLayout::kUnaligned}) {
+    Case c;
+    c.d_qk = 576;
+    c.h_q = 32;
+    c.topk = 70;
+    c.s_q = 3;
+    c.q_layout = layout;
+    c.kv_pad = layout == QLayout::kUnaligned ? 1 : 8;
+    c.idx_pad = 3;
+    c.out_misaligned = layout == QLayout::kUnaligned;
+    c.sink = Sink::kFinite;
+    c.pipeline = PrefillPipeline::kCompact;
+    c.seed = seed_of(int(layout), 32, 20);
+    run_case(c);
+  }
+}
+
+TEST(PrefillCuda, CompactConfigurationIsTheSixteenHeadKernel) {
+  // For h_q 8 and 16 the compact configuration is the single-buffered one: bitwise equal.
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    for (int h : {8, 16}) {
+      Case c;
+      c.d_qk = d;
+      c.h_q = h;
+      c.topk = 200;
+      c.s_q = 4;
+      c.topk_length = {200, 64, 65, 1};
+      c.sink = Sink::kFinite;
+      c.seed = seed_of(d, h, 21);
+      SCOPED_TRACE(c.name());
+      Problem p(c);
+      p.run_reference();
+      const Outputs one = p.run_gpu(PrefillPipeline::kSingleBuffered);
+      const Outputs compact = p.run_gpu(PrefillPipeline::kCompact);
+      EXPECT_TRUE(p.guards_intact());
+      expect_close(compact, p.ref());
+      EXPECT_TRUE(bitwise_equal(one, compact)) << "compact and single-buffered results differ";
+    }
+  }
+}
+
+TEST(PrefillCuda, CompactConfigurationRepeatableAndBatchInvariant) {
+  SKIP_WITHOUT_GPU();
+  Case c;
+  c.d_qk = 576;
+  c.h_q = 128;
+  c.topk = 129;
+  c.s_q = 40;
+  c.topk_length = {129, 70, 1, 0, 128, 12, 300};
+  c.sink = Sink::kFinite;
+  c.seed = 22;
+  SCOPED_TRACE(c.name());
+  Problem p(c);
+  p.run_reference();
+  const Outputs all = p.run_gpu(PrefillPipeline::kCompact);
+  expect_close(all, p.ref());
+  const Outputs again = p.run_gpu(PrefillPipeline::kCompact);
+  EXPECT_TRUE(p.guards_intact());
+  EXPECT_TRUE(bitwise_equal(all, again)) << "a second compact run differs";
+  const int64_t h = c.h_q;
+  DeviceBuffer<uint16_t> out(static_cast<size_t>(h * kDV));
+  DeviceBuffer<float> ml(static_cast<size_t>(h)), lse(static_cast<size_t>(h));
+  for (int64_t j : {0, 1, 2, 3, 20, 39}) {
+    out.poison();
+    ml.poison();
+    lse.poison();
+    cuda::sparse_prefill_portable(p.args(Device::kCUDA, j, 1, out.get(), ml.get(), lse.get()),
+                                  p.sm_scale(), nullptr, PrefillPipeline::kCompact);
+    cuda_ok(cudaDeviceSynchronize(), "sparse_prefill_portable");
+    const auto o = out.download();
+    const auto m = ml.download();
+    const auto l = lse.download();
+    EXPECT_EQ(std::memcmp(o.data(), all.out.data() + j * h * kDV, o.size() * sizeof(uint16_t)), 0)
+        << "out of token " << j;
+    EXPECT_EQ(std::memcmp(m.data(), all.max_logits.data() + j * h, m.size() * sizeof(float)), 0)
+        << "max_logits of token " << j;
+    EXPECT_EQ(std::memcmp(l.data(), all.lse.data() + j * h, l.size() * sizeof(float)), 0)
+        << "lse of token " << j;
+  }
 }
 
 TEST(PrefillCuda, RejectsHostTensors) {

@@ -19,4 +19,13 @@ void launch_sparse_prefill(const PrefillParams& p, cudaStream_t stream, int devi
 template <int kDQk, int kStages>
 int sparse_prefill_smem_bytes(int h_q);
 
+/// The shared-memory fallback for every h_q: the 16-row single-buffered kernel (the h_q 8 / 16
+/// configuration) over h_q / 16 head groups. Instantiated with kStages 1 (same kernel).
+template <int kDQk>
+void launch_sparse_prefill_compact(const PrefillParams& p, cudaStream_t stream, int device);
+
+/// Dynamic shared memory of the compact configuration (every h_q).
+template <int kDQk>
+int sparse_prefill_compact_smem_bytes();
+
 }  // namespace model1::cuda::portable

@@ -6,10 +6,14 @@
 
 namespace model1::cuda {
 
-/// Key-tile pipeline of the portable prefill kernel. kAuto takes two tiles (gather of the
+/// Configuration of the portable prefill kernel. kAuto takes two key tiles (gather of the
 /// next chunk overlapped with the current one) where the device's opt-in shared memory per
-/// block allows it, else one; the others force a depth (tests, devices with less memory).
-enum class PrefillPipeline { kAuto, kDoubleBuffered, kSingleBuffered };
+/// block allows it, else one, else the compact configuration; MODEL1_CUDA_PREFILL_CONFIG=compact
+/// (read once per process) makes kAuto take the compact one. The others force a
+/// configuration (tests): kDoubleBuffered / kSingleBuffered keep the default heads per CTA
+/// (16, 32 or 64), kCompact runs 16 heads per CTA (h_q / 16 head groups, 8 padded) with one
+/// key tile, which fits the 99 KiB per block of sm_86/89/120 for every h_q.
+enum class PrefillPipeline { kAuto, kDoubleBuffered, kSingleBuffered, kCompact };
 
 /// Sparse prefill (MODEL1.md section 4) on CUDA tensors with the portable sm_80 kernels
 /// (mma.sync, runs on sm_80 and newer). `args` has passed src/api validation (shapes, dtypes,
@@ -21,7 +25,8 @@ void sparse_prefill_portable(const SparsePrefillArgs& args, float sm_scale, void
 void sparse_prefill_portable(const SparsePrefillArgs& args, float sm_scale, void* stream,
                              PrefillPipeline pipeline);
 
-/// Dynamic shared memory (bytes) of the kernel for (d_qk, h_q) and a forced pipeline depth.
+/// Dynamic shared memory (bytes) of the kernel for (d_qk, h_q) and a forced configuration
+/// (kAuto: the double-buffered default).
 int sparse_prefill_portable_smem_bytes(int d_qk, int h_q, PrefillPipeline pipeline);
 
 }  // namespace model1::cuda
