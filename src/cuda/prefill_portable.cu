@@ -4,7 +4,6 @@
 // depth, heads per CTA) and dispatches on d_qk.
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -87,22 +86,6 @@ int smem_bytes(int d_qk, int h_q, Config config) {
   MODEL1_THROW("q.shape", "shape[2] (d_qk) 512 or 576", std::to_string(d_qk));
 }
 
-/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
-/// ids query every time).
-int device_smem_optin(int device) {
-  static std::atomic<int> cached[64];  // 0: not queried yet
-  const bool cacheable = device >= 0 && device < 64;
-  if (cacheable) {
-    const int v = cached[device].load(std::memory_order_acquire);
-    if (v > 0) return v;
-  }
-  int optin = 0;
-  MODEL1_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                                device));
-  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
-  return optin;
-}
-
 /// MODEL1_CUDA_PREFILL_CONFIG unset, empty or "default": automatic (the largest configuration
 /// the device's shared memory holds); "compact" makes the automatic choice the compact
 /// fallback (tests on large GPUs). NOTE: read once per process, so every call of a run uses the
@@ -156,7 +139,7 @@ void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* s
   const int h_q = static_cast<int>(a.q.shape[1]);
 
   DeviceGuard guard(device, kOp);
-  const int smem_optin = device_smem_optin(device);
+  const int smem_optin = device_smem_optin(device, kOp);
   Config config = Config::kDouble;  // also for kDoubleBuffered
   if (pipeline == PrefillPipeline::kSingleBuffered) config = Config::kSingle;
   if (pipeline == PrefillPipeline::kCompact) config = Config::kCompact;

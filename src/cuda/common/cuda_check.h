@@ -62,6 +62,22 @@ class DeviceGuard {
   int device_ = 0;
 };
 
+/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
+/// ids query every time). `op` names the calling operation in errors.
+inline int device_smem_optin(int device, const char* op) {
+  static std::atomic<int> cached[64];  // 0: not queried yet
+  const bool cacheable = device >= 0 && device < 64;
+  if (cacheable) {
+    const int v = cached[device].load(std::memory_order_acquire);
+    if (v > 0) return v;
+  }
+  int optin = 0;
+  MODEL1_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                               device));
+  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
+  return optin;
+}
+
 /// Raises a kernel's dynamic shared-memory limit once per device (devices 0..63; the
 /// attribute call is repeated for higher ids). Safe during stream capture (no stream work).
 template <typename Kernel>
@@ -69,9 +85,7 @@ void ensure_smem_limit(Kernel kernel, int device, int bytes, std::atomic<uint64_
                        const char* op) {
   const uint64_t bit = device < 64 ? (uint64_t{1} << device) : 0;
   if (bit != 0 && (done.load(std::memory_order_acquire) & bit)) return;
-  int optin = 0;
-  MODEL1_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                               device));
+  const int optin = device_smem_optin(device, op);
   // NOTE: consumer parts (sm_86/89/120) offer 99 KiB per block, A100 163 KiB, H100/H200 227 KiB.
   MODEL1_CHECK(bytes <= optin, op,
                "a GPU offering " + std::to_string(bytes) + " bytes of shared memory per block "

@@ -26,22 +26,6 @@ void launch_decode_config(const DecodeParams& params, cudaStream_t stream, int d
   MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_kernel");
 }
 
-/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
-/// ids query every time).
-inline int device_smem_optin(int device) {
-  static std::atomic<int> cached[64];  // 0: not queried yet
-  const bool cacheable = device >= 0 && device < 64;
-  if (cacheable) {
-    const int v = cached[device].load(std::memory_order_acquire);
-    if (v > 0) return v;
-  }
-  int optin = 0;
-  MODEL1_CUDA_CHECK("sparse_decode",
-                    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
-  return optin;
-}
-
 /// h_q -> row groups per CTA: 8 and 16 heads use one m16 tile (8 padded), 32 two, 64 and 128
 /// four (128 = two head groups of 64).
 template <class Format, class Fn>
@@ -74,7 +58,8 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
     using T = decltype(traits);
     // NOTE: both configurations use the same split schedule (64-key chunks, the plan's
     // split_chunks), so the fallback changes no split point and the combine is the same.
-    if (config == DecodeConfig::kAuto && device_smem_optin(device) >= T::kSmemBytes) {
+    if (config == DecodeConfig::kAuto &&
+        device_smem_optin(device, "sparse_decode") >= T::kSmemBytes) {
       launch_decode_config<T>(p, stream, device);
     } else {
       launch_decode_config<C>(p, stream, device);
