@@ -224,7 +224,9 @@ Timing time_decode(const DecodeWorkload& workload, const TimingOptions& options)
   const Stream stream;
   const DecodePlan plan = plan_decode(args, stream.get());  // not timed
   stream.sync();
-  return time_launches(options, stream, [&] { sparse_decode(args, plan, stream.get()); });
+  Timing t = time_launches(options, stream, [&] { sparse_decode(args, plan, stream.get()); });
+  t.kernel = decode_kernel_name(args, plan);
+  return t;
 }
 
 Timing time_prefill(const PrefillWorkload& workload, const TimingOptions& options) {
@@ -232,7 +234,9 @@ Timing time_prefill(const PrefillWorkload& workload, const TimingOptions& option
   DeviceTensors tensors(options.device);
   const SparsePrefillArgs args = mirror_prefill(workload.args(), tensors);
   const Stream stream;
-  return time_launches(options, stream, [&] { sparse_prefill(args, stream.get()); });
+  Timing t = time_launches(options, stream, [&] { sparse_prefill(args, stream.get()); });
+  t.kernel = "portable";  // NOTE: prefill has one kernel family so far (src/cuda/portable)
+  return t;
 }
 
 void run_decode(DecodeWorkload& workload, int device) {

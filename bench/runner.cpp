@@ -94,7 +94,9 @@ Timing time_decode(DecodeWorkload& workload, Backend backend, const TimingOption
   }
   const SparseDecodeArgs& args = workload.args();
   const DecodePlan plan = plan_decode(args);  // NOTE: built once, not timed (as on CUDA)
-  return time_cpu(options, [&] { sparse_decode(args, plan); });
+  Timing t = time_cpu(options, [&] { sparse_decode(args, plan); });
+  t.kernel = "cpu";
+  return t;
 }
 
 Timing time_prefill(PrefillWorkload& workload, Backend backend, const TimingOptions& options) {
@@ -107,7 +109,9 @@ Timing time_prefill(PrefillWorkload& workload, Backend backend, const TimingOpti
 #endif
   }
   const SparsePrefillArgs& args = workload.args();
-  return time_cpu(options, [&] { sparse_prefill(args); });
+  Timing t = time_cpu(options, [&] { sparse_prefill(args); });
+  t.kernel = "cpu";
+  return t;
 }
 
 void run_decode(DecodeWorkload& workload, Backend backend, int device) {

@@ -35,6 +35,7 @@ struct Timing {
   double median_us = 0.0;
   double min_us = 0.0;
   double max_us = 0.0;
+  std::string kernel;  ///< kernel family timed ("cpu", "portable", "sm90a", ...; decode_kernel_name)
 };
 /// Median (mean of the middle two for even counts), min and max of `samples_us`.
 Timing summarize(std::vector<double> samples_us);

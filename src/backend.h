@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model1/decode.h"
@@ -69,6 +70,9 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& ar
                                                       void* stream);
 void sparse_decode(const SparseDecodeArgs& args, float sm_scale,
                    detail::BackendPlanState& plan, void* stream);
+/// The kernel family sparse_decode would launch (decode_kernel_name in decode.h).
+std::string decode_kernel_name(const SparseDecodeArgs& args, float sm_scale,
+                               const detail::BackendPlanState& plan);
 void sparse_prefill(const SparsePrefillArgs& args, float sm_scale, void* stream);
 std::vector<GpuInfo> gpus_found();
 std::vector<std::string> archs_compiled();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "model1/kv_cache.h"
 #include "model1/tensor.h"
@@ -60,6 +61,11 @@ DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream = nullptr);
 /// Runs sparse decode with a plan made for the same shapes. Allocates nothing and
 /// synchronises nothing on CUDA (safe inside CUDA-graph capture).
 void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* stream = nullptr);
+
+/// Which kernel family sparse_decode runs for `args` under `plan` (same validation as
+/// sparse_decode; nothing is launched): "cpu", "portable" (mma.sync, every GPU from sm_80),
+/// "portable-compact" (its shared-memory fallback) or "sm90a" (the Hopper wgmma kernels).
+std::string decode_kernel_name(const SparseDecodeArgs& args, const DecodePlan& plan);
 
 /// Convenience: plan_decode + sparse_decode (allocates; not for graph capture).
 void sparse_decode(const SparseDecodeArgs& args, void* stream = nullptr);

@@ -197,13 +197,20 @@ DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream) {
   return DecodePlan(std::move(impl));
 }
 
-void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* stream) {
-  const DecodeShape shape = validate_decode(args);
+/// Validates `args` and that `plan` was made for their shapes; returns the resolved shape.
+DecodeShape validate_with_plan(const SparseDecodeArgs& args, const DecodePlan& plan) {
+  DecodeShape shape = validate_decode(args);
   const DecodePlan::Impl* impl = plan.impl();
   MODEL1_CHECK(impl != nullptr, "plan", "a plan made by plan_decode", "an empty DecodePlan");
   MODEL1_CHECK(same_sig(*impl, shape.sig), "plan",
                "a plan for this call (" + describe_sig(shape.sig) + ")",
                "a plan for " + describe_sig(*impl));
+  return shape;
+}
+
+void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* stream) {
+  const DecodeShape shape = validate_with_plan(args, plan);
+  const DecodePlan::Impl* impl = plan.impl();
   if (shape.sig.device == Device::kCPU) {
     cpu::sparse_decode(args, shape.sm_scale);
     return;
@@ -214,6 +221,19 @@ void sparse_decode(const SparseDecodeArgs& args, const DecodePlan& plan, void* s
   cuda::sparse_decode(args, shape.sm_scale, *impl->backend, stream);
 #else
   (void)stream;
+#endif
+}
+
+std::string decode_kernel_name(const SparseDecodeArgs& args, const DecodePlan& plan) {
+  const DecodeShape shape = validate_with_plan(args, plan);
+  const DecodePlan::Impl* impl = plan.impl();
+  if (shape.sig.device == Device::kCPU) return "cpu";
+#ifdef MODEL1_WITH_CUDA
+  MODEL1_CHECK(impl->backend != nullptr, "plan", "a plan with CUDA schedule state",
+               "a plan without backend state");
+  return cuda::decode_kernel_name(args, shape.sm_scale, *impl->backend);
+#else
+  return "none";
 #endif
 }
 

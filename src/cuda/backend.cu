@@ -22,6 +22,7 @@
 #include "cuda/common/numerics.cuh"
 #include "cuda/portable/decode_launch.h"
 #include "cuda/portable/prefill_launch.h"
+#include "cuda/sm90/decode_launch.h"
 #include "model1/error.h"
 
 #ifndef MODEL1_CUDA_ARCHS
@@ -147,7 +148,59 @@ portable::DecodeConfig decode_config_setting() {
   return value;
 }
 
+/// Decode kernel family: MODEL1_CUDA_DECODE_KERNEL unset, empty or "auto" = the sm_90a kernels
+/// where they serve the call (sm_90 GPU, FP8 cache, 64 or 128 heads, aligned rows), else the
+/// portable ones; "portable" forces the portable kernels (tests, comparisons on Hopper).
+/// NOTE: read once per process.
+bool portable_decode_forced() {
+  static const bool value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_DECODE_KERNEL");
+    if (env == nullptr || *env == '\0') return false;
+    const std::string v = env;
+    MODEL1_CHECK(v == "auto" || v == "portable", "MODEL1_CUDA_DECODE_KERNEL", "'auto', 'portable' or unset",
+                 "'" + v + "'");
+    return v == "portable";
+  }();
+  return value;
+}
+
+/// Launches the sm_90a split kernel for FP8 format `Format` when it serves this call; false
+/// when the portable kernels must run instead.
+template <class Format>
+bool try_launch_sm90(const DecodeParams& p, cudaStream_t s, const CudaPlanState& st) {
+#if MODEL1_WITH_SM90A
+  if (portable_decode_forced() || st.config != portable::DecodeConfig::kAuto) return false;
+  if (!sm90::supports<Format>(p, st.device)) return false;
+  sm90::launch_sparse_decode<Format>(p, s, st.device);
+  return true;
+#else
+  (void)p;
+  (void)s;
+  (void)st;
+  return false;
+#endif
+}
+
 }  // namespace
+
+std::string decode_kernel_name(const SparseDecodeArgs& a, float sm_scale, const detail::BackendPlanState& plan) {
+  const auto* st = dynamic_cast<const CudaPlanState*>(&plan);
+  MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors", "a plan of another backend");
+  DeviceGuard guard(st->device, "decode_kernel_name");
+  const DecodeParams p = make_params(a, sm_scale, *st);
+#if MODEL1_WITH_SM90A
+  if (!portable_decode_forced() && st->config == portable::DecodeConfig::kAuto) {
+    if (a.kv.format == KvFormat::kModel1Fp8 && sm90::supports<portable::FormatModel1Fp8>(p, st->device)) {
+      return "sm90a";
+    }
+    if (a.kv.format == KvFormat::kV32Fp8 && sm90::supports<portable::FormatV32Fp8>(p, st->device)) {
+      return "sm90a";
+    }
+  }
+#endif
+  (void)p;
+  return st->config == portable::DecodeConfig::kCompact ? "portable-compact" : "portable";
+}
 
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, void* stream) {
   (void)stream;  // NOTE: nothing to enqueue: the schedule is evaluated by the kernels.
@@ -192,10 +245,14 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   auto s = static_cast<cudaStream_t>(stream);
   switch (a.kv.format) {
     case KvFormat::kModel1Fp8:
-      portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device, config);
+      if (!try_launch_sm90<portable::FormatModel1Fp8>(p, s, *st)) {
+        portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device, config);
+      }
       break;
     case KvFormat::kV32Fp8:
-      portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device, config);
+      if (!try_launch_sm90<portable::FormatV32Fp8>(p, s, *st)) {
+        portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device, config);
+      }
       break;
     case KvFormat::kBf16:
       if (a.q.shape[3] == 512) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -133,21 +134,29 @@ std::vector<DecodeCase> hostile_cases() {
 
 class CudaDecodeMatrix : public ::testing::TestWithParam<int> {};
 
-TEST_P(CudaDecodeMatrix, MatchesCpuAndRepeatsBitwise) {
-  MODEL1_REQUIRE_GPU();
-  const DecodeCase cfg = hostile_cases()[GetParam()];
+/// Case `index` of a matrix on fresh data: the GPU against the CPU backend, then twice more
+/// bitwise equal to its first run. `check_kernel` (optional) sees the kernel family chosen.
+template <class CheckKernel>
+void check_case(const DecodeCase& cfg, int index, CheckKernel&& check_kernel) {
   const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("case " + std::to_string(GetParam()) + ": " + cfg.describe() +
-               " seed=" + std::to_string(seed));
+  SCOPED_TRACE("case " + std::to_string(index) + ": " + cfg.describe() + " seed=" + std::to_string(seed));
   DecodeProblem p = make_problem(cfg, seed);
   const DecodeResult ref = run_cpu(p);
   p.upload();
+  {
+    const SparseDecodeArgs a = p.args(true);
+    check_kernel(decode_kernel_name(a, plan_decode(a)));
+  }
   const DecodeResult first = run_gpu(p);
   EXPECT_TRUE(close_to(first, ref));
   for (int rep = 0; rep < 2; ++rep) {
-    const DecodeResult again = run_gpu(p);
-    EXPECT_TRUE(bitwise_equal(first, again)) << "run " << rep + 2 << " differs bitwise";
+    EXPECT_TRUE(bitwise_equal(first, run_gpu(p))) << "run " << rep + 2 << " differs bitwise";
   }
+}
+
+TEST_P(CudaDecodeMatrix, MatchesCpuAndRepeatsBitwise) {
+  MODEL1_REQUIRE_GPU();
+  check_case(hostile_cases()[GetParam()], GetParam(), [](const std::string&) {});
 }
 
 INSTANTIATE_TEST_SUITE_P(Hostile, CudaDecodeMatrix,
@@ -155,6 +164,108 @@ INSTANTIATE_TEST_SUITE_P(Hostile, CudaDecodeMatrix,
                          [](const ::testing::TestParamInfo<int>& info) {
                            return "case" + std::to_string(info.param);
                          });
+
+// ---- the Hopper (sm_90a) kernels: FP8 caches at 64 and 128 heads ---------------------------
+// On an sm_90 GPU these cases run the wgmma kernels (asserted through decode_kernel_name,
+// unless MODEL1_CUDA_DECODE_KERNEL=portable or MODEL1_CUDA_DECODE_CONFIG=compact force the
+// portable ones); elsewhere they run the portable kernels and test those.
+
+bool sm90_expected() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    ADD_FAILURE() << "cannot query the current GPU";
+    return false;
+  }
+  const char* kernel = std::getenv("MODEL1_CUDA_DECODE_KERNEL");
+  const char* config = std::getenv("MODEL1_CUDA_DECODE_CONFIG");
+  const bool forced_portable = (kernel != nullptr && std::string(kernel) == "portable") ||
+                               (config != nullptr && std::string(config) == "compact");
+  const std::vector<std::string> archs = cuda_archs_compiled();
+  const bool built = std::find(archs.begin(), archs.end(), "sm_90a") != archs.end();
+  return major == 9 && minor == 0 && !forced_portable && built;
+}
+
+std::vector<DecodeCase> hopper_cases() {
+  std::vector<DecodeCase> cases;
+  std::mt19937_64 rng(20261130);
+  constexpr int kCount = 16;
+  constexpr int kHopperTopks[] = {1, 37, 64, 129, 600, 1100};
+  for (int n = 0; n < kCount; ++n) {
+    DecodeCase c;
+    c.format = n % 2 == 0 ? KvFormat::kModel1Fp8 : KvFormat::kV32Fp8;
+    c.h_q = (n / 2) % 2 == 0 ? 64 : 128;
+    c.main = cache_spec(kPageSizes[n % 7], rng);
+    c.main.extra_stride = 16 * (n % 3);  // aligned page strides only: the sm_90a path
+    c.s_q = 1 + n % 3;
+    c.b = n % 5 == 0 ? 74 : 1 + n % 4;
+    c.topk = kHopperTopks[n % 6];
+    c.has_extra = n % 4 != 3;
+    if (c.has_extra) {
+      c.extra_topk = kHopperTopks[(n * 5 + 2) % 6];
+      c.extra = cache_spec(kPageSizes[(n * 3 + 1) % 7], rng);
+      c.extra.extra_stride = 16 * ((n + 1) % 2);
+      c.extra_topk_length = n % 3 == 1;
+    }
+    c.topk_length = n % 2 == 1;
+    c.sink = static_cast<SinkMode>(n % 5);
+    const double inv[] = {0.0, 0.1, 0.5};
+    c.invalid_fraction = inv[n % 3];
+    c.duplicate_fraction = n % 4 == 2 ? 0.2 : 0.0;
+    c.all_invalid_rows = n % 6 == 5 ? 0.3 : 0.0;
+    c.q_head_pad = n % 7 == 3 ? 4 : 0;  // unaligned q rows: the scalar Q load
+    if (n % 5 == 2) c.sm_scale = 0.03f;
+    while (cpu_cost(c) > 2 * kCpuBudget && c.b > 1) c.b = c.b > 4 ? 4 : 1;
+    while (cpu_cost(c) > 2 * kCpuBudget && c.topk > 64) c.topk /= 2;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+class CudaDecodeHopper : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaDecodeHopper, MatchesCpuAndRepeatsBitwise) {
+  MODEL1_REQUIRE_GPU();
+  const bool sm90 = sm90_expected();
+  check_case(hopper_cases()[GetParam()], GetParam(), [sm90](const std::string& kernel) {
+    if (sm90) {
+      EXPECT_EQ(kernel, "sm90a");
+    } else {
+      EXPECT_NE(kernel, "sm90a");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Sm90, CudaDecodeHopper, ::testing::Range(0, static_cast<int>(hopper_cases().size())),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "case" + std::to_string(info.param);
+                         });
+
+TEST(CudaDecode, KernelNameFollowsShapes) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kModel1Fp8;
+  c.h_q = 16; c.b = 2; c.s_q = 1; c.topk = 64;
+  c.main = CacheSpec{64, 8, 0, 0};
+  DecodeProblem p = make_problem(c, fresh_seed());
+  p.upload();
+  const SparseDecodeArgs a = p.args(true);
+  const DecodePlan plan = plan_decode(a);
+  const std::string kernel = decode_kernel_name(a, plan);
+  EXPECT_TRUE(kernel == "portable" || kernel == "portable-compact") << kernel;  // 16 heads
+  // A plan for other shapes is refused by name, as sparse_decode refuses it.
+  DecodeCase c2 = c;
+  c2.h_q = 64;
+  DecodeProblem p2 = make_problem(c2, fresh_seed());
+  p2.upload();
+  try {
+    (void)decode_kernel_name(p2.args(true), plan);
+    ADD_FAILURE() << "a mismatched plan was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "plan");
+  }
+}
 
 /// Args for requests [first, first + count) of `p`'s device tensors (views, no copies), with
 /// their own outputs.
@@ -524,6 +635,31 @@ TEST(CudaSmall, DecodeModel1Unaligned) {
   c.main = CacheSpec{2, 200, 5, 3};
   c.has_extra = true; c.extra_topk = 37; c.extra = CacheSpec{576, 2, 0, 1};
   c.sink = SinkMode::kPlusInf;
+  run_small(c);
+}
+
+// NOTE: the sm_90a kernels on an sm_90 GPU (aligned FP8 caches, 64 / 128 heads): pipeline
+// stages wrap several times (a split of 10 chunks), several splits, invalid keys, both caches.
+TEST(CudaSmall, DecodeHopperModel1Heads128) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kModel1Fp8;
+  c.h_q = 128; c.b = 2; c.s_q = 2; c.topk = 300;
+  c.main = CacheSpec{64, 12, 0, 0};
+  c.has_extra = true; c.extra_topk = 900; c.extra = CacheSpec{2, 600, 16, 0};
+  c.extra_topk_length = true; c.sink = SinkMode::kMixed;
+  c.invalid_fraction = 0.1;
+  run_small(c);
+}
+
+TEST(CudaSmall, DecodeHopperV32Heads64) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kV32Fp8;
+  c.h_q = 64; c.b = 3; c.s_q = 1; c.topk = 200;
+  c.main = CacheSpec{61, 20, 32, 0};
+  c.topk_length = true; c.sink = SinkMode::kFinite;
+  c.invalid_fraction = 0.2; c.all_invalid_rows = 0.3;
   run_small(c);
 }
 

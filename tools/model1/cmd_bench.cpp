@@ -57,6 +57,7 @@ nlohmann::json row_json(const bench::ResultRow& r) {
   j["preset"] = r.preset;
   j["kind"] = r.kind;
   j["backend"] = r.backend;
+  if (!r.timing.kernel.empty()) j["kernel"] = r.timing.kernel;
   j["format"] = r.format;
   j["device"] = r.device;
   if (r.kind == "prefill") {
@@ -110,6 +111,7 @@ void print_timings(const std::vector<Outcome>& outcomes, bench::Backend backend)
   Table t;
   t.add_column("preset", Table::Align::kLeft);
   t.add_column("backend", Table::Align::kLeft);
+  t.add_column("kernel", Table::Align::kLeft);
   t.add_column("shape", Table::Align::kLeft);
   t.add_column("us");
   t.add_column("min us");
@@ -121,11 +123,12 @@ void print_timings(const std::vector<Outcome>& outcomes, bench::Backend backend)
   std::vector<std::string> notes;
   for (const Outcome& oc : outcomes) {
     if (!oc.row) {
-      t.add_row({oc.job.preset->name, bench::backend_name(backend), shape_label(oc), "failed"});
+      t.add_row({oc.job.preset->name, bench::backend_name(backend), "-", shape_label(oc), "failed"});
       continue;
     }
     const bench::ResultRow& r = *oc.row;
-    t.add_row({r.preset, r.backend, shape_label(oc), num(r.timing.median_us), num(r.timing.min_us),
+    t.add_row({r.preset, r.backend, r.timing.kernel.empty() ? "-" : r.timing.kernel, shape_label(oc),
+               num(r.timing.median_us), num(r.timing.min_us),
                num(r.tflops), num(r.gbps), percent(r.roofline_fraction),
                r.flashmla_us ? num(*r.flashmla_us) : "-",
                r.speedup ? format("%sx", num(*r.speedup).c_str()) : "-"});

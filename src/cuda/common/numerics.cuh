@@ -90,6 +90,17 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/// Eight consecutive bf16 values at `src` as one 16-byte word: one vector load when `aligned16`,
+/// else element loads (q rows with strides that are not multiples of 8 elements).
+__device__ __forceinline__ uint4 load_bf16x8(const uint16_t* src, bool aligned16) {
+  if (aligned16) return __ldg(reinterpret_cast<const uint4*>(src));
+  uint16_t e[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) e[k] = src[k];
+  return make_uint4(e[0] | (uint32_t{e[1]} << 16), e[2] | (uint32_t{e[3]} << 16),
+                    e[4] | (uint32_t{e[5]} << 16), e[6] | (uint32_t{e[7]} << 16));
+}
+
 /// Two floats -> packed bf16x2 bits (round to nearest even), low half = first.
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);

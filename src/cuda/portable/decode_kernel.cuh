@@ -171,18 +171,7 @@ struct DecodeCta {
       const int r = item / kVecPerRow, v = item % kVecPerRow;
       const int h = g * T::kRows + r;
       uint4 val = make_uint4(0, 0, 0, 0);
-      if (h < p.h_q) {
-        const uint16_t* src = q_row0 + h * p.q_stride_h + v * 8;
-        if (p.q_aligned16) {
-          val = __ldg(reinterpret_cast<const uint4*>(src));
-        } else {
-          uint16_t e[8];
-#pragma unroll
-          for (int k = 0; k < 8; ++k) e[k] = src[k];
-          val = make_uint4(e[0] | (uint32_t{e[1]} << 16), e[2] | (uint32_t{e[3]} << 16),
-                           e[4] | (uint32_t{e[5]} << 16), e[6] | (uint32_t{e[7]} << 16));
-        }
-      }
+      if (h < p.h_q) val = load_bf16x8(q_row0 + h * p.q_stride_h + v * 8, p.q_aligned16);
       *reinterpret_cast<uint4*>(sQ + r * T::kQStride + v * 8) = val;
     }
   }

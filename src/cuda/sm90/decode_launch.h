@@ -1,0 +1,31 @@
+// model1 CUDA Hopper (sm_90a) sparse decode: host entry points. The kernels are compiled only
+// when the build has sm_90a enabled (MODEL1_CUDA_SM90A, which defines MODEL1_WITH_SM90A for the
+// backend); callers check supports() before launching, and keep the portable kernels for everything else.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/common/decode_params.h"
+
+namespace model1::cuda::portable {
+struct FormatModel1Fp8;
+struct FormatV32Fp8;
+}  // namespace model1::cuda::portable
+
+namespace model1::cuda::sm90 {
+
+/// True when the sm_90a decode kernel serves this call on `device`: an sm_90 GPU (H100/H200),
+/// 64 or 128 heads, 16-byte aligned cache rows, and enough shared memory per block.
+/// `Format`: portable::FormatModel1Fp8 or portable::FormatV32Fp8.
+template <class Format>
+bool supports(const DecodeParams& p, int device);
+
+/// Launches the sm_90a split kernel (the combine is the caller's, as for the portable path).
+template <class Format>
+void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device);
+
+/// Shared memory of the sm_90a split kernel for `Format` (reports and tests).
+template <class Format>
+int sparse_decode_smem_bytes();
+
+}  // namespace model1::cuda::sm90

@@ -1,0 +1,99 @@
+// model1 CUDA Hopper (sm_90a) sparse decode: the traits struct of one kernel configuration
+// (threads and roles, register budgets, tiles, shared-memory layout) and the pipeline state.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/decode_params.h"
+#include "cuda/portable/decode_traits.cuh"
+
+namespace model1::cuda::sm90 {
+
+/// One CTA = 64 heads of one (request, query token, split): h_q 64 is one head group, h_q 128
+/// two. Three warpgroups:
+///   WG 0, 1  consumers: S = Q K^T for 32 keys each (wgmma m64n32k16), the softmax, and
+///            O += P V for 256 of the 512 value columns each (wgmma m64n256k16);
+///   WG 2     producer: gather the chunk's keys from the paged cache (bounds-checked),
+///            dequantize FP8 exactly to bf16 and store them in the 128-byte-swizzle layout
+///            wgmma reads, into a two-stage ring of key tiles.
+/// Format: portable::FormatModel1Fp8 (d_qk 512) or portable::FormatV32Fp8 (d_qk 576).
+template <class Format>
+struct DecodeTraits {
+  using F = Format;
+  static constexpr int kDQk = F::kDQk;
+  static constexpr int kDV = 512;
+  static constexpr int kRows = 64;                  // heads per CTA (wgmma M)
+  static constexpr int kBlockN = kChunkKeys;        // keys per tile (the schedule's chunk)
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kProducerWarpgroups = 1;
+  static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
+  static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + kProducerThreads;
+  static constexpr int kProducerWarps = kProducerThreads / 32;
+  static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 16
+  static constexpr int kProducerBatch = 4;  // keys whose loads a producer warp has in flight
+  // NOTE: registers: 65536 / 384 = 168 per thread at launch. The producer warpgroup gives
+  // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
+  // own budget): a consumer holds O (64 x 256 f32 over 128 threads = 128 registers), S (16),
+  // softmax state and addresses; below 216, ptxas spills or serializes the wgmma. The
+  // producer's budget bounds how many keys' loads it keeps in flight (kProducerBatch).
+  static constexpr int kProducerRegs = 72;
+  static constexpr int kConsumerRegs = 216;
+  // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the
+  // launch allocation (168 per thread, 65536 / 384 rounded down to 8) must cover both budgets,
+  // or the consumers wait for registers forever.
+  static constexpr int kLaunchRegs = (65536 / (128 * (kConsumerWarpgroups + kProducerWarpgroups))) / 8 * 8;
+  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <=
+                    (kConsumerThreads + kProducerThreads) * kLaunchRegs,
+                "register budgets must fit the launch allocation");
+  static_assert(kProducerRegs % 8 == 0 && kConsumerRegs % 8 == 0, "setmaxnreg counts are multiples of 8");
+  static constexpr int kKeysPerConsumer = kBlockN / kConsumerWarpgroups;  // S columns (32)
+  static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
+
+  // Shared memory: bf16 tiles in 64-column blocks of [rows][128 bytes], 128-byte swizzle
+  // (16-byte chunk c of row r at position c ^ (r % 8)); every block 1024-byte aligned.
+  static constexpr int kColBlocks = kDQk / 64;             // 8 (512) or 9 (576)
+  static constexpr int kBlockBytes = 64 * 128;             // 64 rows (heads or keys) x 64 dims
+  static constexpr int kTileBytes = kColBlocks * kBlockBytes;
+  static constexpr int kStages = 2;
+  static constexpr int kQOffset = 0;
+  static constexpr int kKOffset = kQOffset + kTileBytes;
+  static constexpr int kPOffset = kKOffset + kStages * kTileBytes;  // P: 64 heads x 64 keys
+  static constexpr int kValidOffset = kPOffset + kBlockBytes;        // [kStages][64] bytes
+  static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;  // [2][64] f32
+  static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
+  static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
+  static constexpr int kBarBytes = 2 * kStages * 8;  // full[kStages], empty[kStages]
+  static constexpr int kUsedBytes = kBarOffset + kBarBytes;
+  static constexpr int kAlign = 1024;                // swizzle atoms
+  static constexpr int kSmemBytes = kUsedBytes + kAlign;  // slack to align the dynamic base
+  static constexpr int kMaxSmemBytes = 227 * 1024;
+  static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
+  static_assert(kDQk % 64 == 0 && kDV % 64 == 0, "64-dim column blocks");
+  static_assert(kBlockN == 64, "one 64-key tile per schedule chunk");
+  static_assert(kBlockN % kProducerWarps == 0 && kKeysPerProducerWarp % kProducerBatch == 0,
+                "whole key batches per producer warp");
+  static_assert(kKeysPerProducerWarp <= 32, "one lane per key of a producer warp");
+  static_assert(kThreads == 384, "the register budgets above assume 3 warpgroups");
+
+  // Named barriers (0 is __syncthreads): the two consumer warpgroups exchange row maxima and
+  // the P tile.
+  static constexpr int kBarrierMax = 1;
+  static constexpr int kBarrierP = 2;
+};
+
+/// Stage and phase of a multi-stage ring, advanced together (ARCHITECTURE.md: no scattered
+/// index arithmetic). The phase flips each time the stage wraps around.
+template <int kStages>
+struct PipelineState {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ void advance() {
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1u;
+    }
+  }
+};
+
+}  // namespace model1::cuda::sm90
