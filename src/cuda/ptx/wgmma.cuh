@@ -54,6 +54,16 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// ---- conversions ------------------------------------------------------------------------------
+/// Two e4m3 codes (low byte first) -> f16x2, exactly (every e4m3 value, subnormals and NaN
+/// included, is representable in f16); sm_89 and later.
+__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2(uint32_t codes) {
+  uint32_t r;
+  const uint16_t c = static_cast<uint16_t>(codes & 0xffffu);
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(c));
+  return r;
+}
+
 // ---- register reallocation between warpgroups -----------------------------------------------
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -80,6 +90,26 @@ __device__ __forceinline__ void fence_mbarrier_init() {
 __device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+/// Arrive and add `bytes` to the transaction count the current phase waits for (the bulk
+/// copies that complete on this barrier).
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+/// Bulk copy (TMA, no tensor map) of `bytes` (a multiple of 16; both addresses 16-byte
+/// aligned) from global memory to this CTA's shared memory; completes on mbarrier `bar`.
+__device__ __forceinline__ void cp_async_bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+}
+
+/// Prefetch of `bytes` (a multiple of 16, 16-byte aligned) of global memory into L2.
+__device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
+
 /// Blocks until the phase with parity `parity` of the barrier has completed (acquire).
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   asm volatile(

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstdint>
 
@@ -59,6 +60,12 @@ struct Smem {
   __device__ float* red_sum(int wg) const {
     return reinterpret_cast<float*>(at(T::kRedSumOffset)) + wg * T::kRows;
   }
+  __device__ uint8_t* ring_slot(int warp, int slot) const {
+    return at(T::kRingOffset + (warp * T::kRingSlots + slot) * T::kRingSlotBytes);
+  }
+  __device__ uint32_t ring_bar(int warp, int slot) const {
+    return ptx::smem_addr(at(T::kRingBarOffset + (warp * T::kRingSlots + slot) * 8));
+  }
   __device__ uint32_t full_bar(int stage) const { return ptx::smem_addr(at(T::kBarOffset + stage * 8)); }
   __device__ uint32_t empty_bar(int stage) const {
     return ptx::smem_addr(at(T::kBarOffset + (T::kStages + stage) * 8));
@@ -81,111 +88,276 @@ __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
   return c;
 }
 
-/// Q rows (64 heads of head group g) -> the swizzled Q tile, by every thread of the CTA.
+/// Q rows (64 heads of head group g) -> the swizzled Q tile, by the consumer warpgroups while
+/// the producer starts gathering. NOTE: a batch of loads is issued before any store (one
+/// load-store pair per iteration would pay a full global-memory latency each).
 template <class T>
 __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, int g) {
   constexpr int kChunksPerRow = T::kDQk / 8;  // 16-byte chunks
+  constexpr int kItems = T::kRows * kChunksPerRow;
+  static_assert(kItems % T::kConsumerThreads == 0, "whole Q items per consumer thread");
+  constexpr int kPerThread = kItems / T::kConsumerThreads;  // 16 or 18
+  constexpr int kBatch = kPerThread / 2;
   const uint16_t* q_rows = p.q + i * p.q_stride_b + j * p.q_stride_s;
-  for (int item = threadIdx.x; item < T::kRows * kChunksPerRow; item += T::kThreads) {
-    const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-    const int h = g * T::kRows + r;
-    const uint4 v = load_bf16x8(q_rows + h * p.q_stride_h + c * 8, p.q_aligned16);
-    *reinterpret_cast<uint4*>(sm.q() + (c / 8) * T::kBlockBytes + swizzle_offset(r, c % 8)) = v;
+#pragma unroll
+  for (int b0 = 0; b0 < kPerThread; b0 += kBatch) {
+    uint4 v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int item = threadIdx.x + (b0 + u) * T::kConsumerThreads;
+      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+      v[u] = load_bf16x8(q_rows + (g * T::kRows + r) * p.q_stride_h + c * 8, p.q_aligned16);
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int item = threadIdx.x + (b0 + u) * T::kConsumerThreads;
+      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+      *reinterpret_cast<uint4*>(sm.q() + (c / 8) * T::kBlockBytes + swizzle_offset(r, c % 8)) = v[u];
+    }
   }
 }
 
-/// Producer warp `pw` (0..kProducerWarps-1): keys pw * 16 .. pw * 16 + 15 of every chunk.
+/// 16 e4m3 codes (bytes of `w`, low first) times `scale` -> 8 bf16x2 words, exactly and
+/// without branches: the hardware e4m3 -> f16 conversion is exact for every code (zero,
+/// subnormal, NaN), the power-of-two scale is applied in float, and the product has at most 4
+/// significant bits, so the bf16 rounding is exact too.
+__device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t (&out)[8]) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const uint32_t h2 = ptx::cvt_e4m3x2_f16x2(words[i] >> (16 * half));
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h2));
+      out[2 * i + half] = pack_bf16x2(f.x * scale, f.y * scale);
+    }
+  }
+}
+
+/// V3.2 producer warp `pw`: keys pw * 16 .. pw * 16 + 15 of every chunk, loaded through
+/// registers in batches of kProducerBatch keys (loads first, then conversions and stores); the
+/// next chunk's 656-byte records are prefetched into L2 a chunk ahead (lanes 0..15), so these
+/// loads hit L2. Per key, lane l converts FP8 dims 16 l .. 16 l + 15 (tile l / 8) and lanes
+/// 0..7 copy 8 RoPE dims each.
 template <class T>
 __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const int32_t* main_idx,
                         const int32_t* extra_idx, int main_keys, int num_keys, int chunk_begin,
                         int chunk_end) {
-  using F = typename T::F;
-  constexpr bool kModel1 = F::kStageScaleBytes > 0;
-  constexpr int kGroups = F::kGroupsPerKey;   // 16-byte bf16 groups of a key (64 / 72)
-  constexpr int kNope = F::kNopeGroups;       // FP8 groups (56 / 64)
-  constexpr int kPerLane = (kGroups + 31) / 32;  // groups per lane and key (2 / 3)
-  constexpr int kRopeOffset = kModel1 ? model1_fp8::kNopeBytes : v32_fp8::kRopeOffset;
+  constexpr int kKeys = T::kKeysPerProducerWarp;  // 16
+  constexpr int kBatch = T::kProducerBatch;
+  static_assert(kKeys % kBatch == 0, "whole batches per chunk");
+  static_assert(v32_fp8::kNopeBytes == 32 * 16 && v32_fp8::kRopeDims == 8 * 8, "V3.2 lane mapping");
+  constexpr int kNopeGroups = v32_fp8::kNopeBytes / 8;  // 64: RoPE groups follow
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
-  const int key_base = pw * T::kKeysPerProducerWarp;
-  const int my_key = key_base + lane % T::kKeysPerProducerWarp;  // lanes 0..15 own the keys
-
+  const int my_key = pw * kKeys + lane % kKeys;
   auto fetch = [&](int c) {
-    return portable::fetch_candidate(main_idx, extra_idx, main_keys, num_keys, c * T::kBlockN + my_key);
+    return c < chunk_end ? portable::fetch_candidate(main_idx, extra_idx, main_keys, num_keys, c * T::kBlockN + my_key)
+                         : Candidate{};
   };
-  Candidate next = chunk_begin < chunk_end ? fetch(chunk_begin) : Candidate{};
+  auto record = [&](const Candidate& cand) {
+    const KeyAddress a = portable::key_address(p, cand);
+    return a.page != nullptr ? reinterpret_cast<uint64_t>(a.page + v32_fp8::token_offset(a.offset)) : uint64_t{0};
+  };
+  auto prefetch = [&](uint64_t row) {
+    if (lane < kKeys && row != 0) {
+      ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(row), v32_fp8::kBytesPerToken);
+    }
+  };
+  const bool rope_lane = lane < 8;
+  const int ga = 2 * lane;  // output groups ga, ga + 1 (FP8 dims 16 lane ..)
+  const int tile_idx = lane / 8;
+
+  uint64_t cur = record(fetch(chunk_begin));
+  uint64_t nxt = record(fetch(chunk_begin + 1));
+  prefetch(cur);
+  prefetch(nxt);
+  Candidate after = fetch(chunk_begin + 2);
+
   PipelineState<T::kStages> ps;
   for (int c = chunk_begin; c < chunk_end; ++c) {
-    const Candidate cand = next;
-    if (c + 1 < chunk_end) next = fetch(c + 1);  // NOTE: index latency hides behind a chunk
-    const KeyAddress a = portable::key_address(p, cand);
-    uint64_t row_ptr = 0, scale_ptr = 0;
-    if (a.page != nullptr) {
-      if constexpr (kModel1) {
-        row_ptr = reinterpret_cast<uint64_t>(a.page + model1_fp8::data_row_offset(a.offset));
-        scale_ptr = reinterpret_cast<uint64_t>(a.page + model1_fp8::scale_row_offset(a.page_size, a.offset));
-      } else {
-        row_ptr = reinterpret_cast<uint64_t>(a.page + v32_fp8::token_offset(a.offset));
-      }
-    }
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
-    if (lane < T::kKeysPerProducerWarp) sm.valid(ps.stage)[my_key] = row_ptr != 0;
-
+    if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
 #pragma unroll 1
-    for (int kb = 0; kb < T::kKeysPerProducerWarp; kb += T::kProducerBatch) {
-      uint4 raw[T::kProducerBatch][kPerLane];
-      uint32_t sc[T::kProducerBatch][kPerLane];
-      bool ok[T::kProducerBatch];
-      // Loads of the batch first (latency), then conversions and stores.
+    for (int kb = 0; kb < kKeys; kb += kBatch) {
+      uint4 codes[kBatch], rope[kBatch];
+      float scale[kBatch];
+      bool ok[kBatch];
 #pragma unroll
-      for (int k = 0; k < T::kProducerBatch; ++k) {
-        const uint8_t* row = reinterpret_cast<const uint8_t*>(__shfl_sync(0xffffffffu, row_ptr, kb + k));
+      for (int k = 0; k < kBatch; ++k) {
+        const uint8_t* row = reinterpret_cast<const uint8_t*>(__shfl_sync(0xffffffffu, cur, kb + k));
         ok[k] = row != nullptr;
-        uint2 srow = make_uint2(0, 0);
-        uint4 vscale = make_uint4(0, 0, 0, 0);
-        if constexpr (kModel1) {
-          const uint8_t* srow_ptr = reinterpret_cast<const uint8_t*>(__shfl_sync(0xffffffffu, scale_ptr, kb + k));
-          if (ok[k]) srow = __ldg(reinterpret_cast<const uint2*>(srow_ptr));
-        } else {
-          if (ok[k]) vscale = __ldg(reinterpret_cast<const uint4*>(row + v32_fp8::kScaleOffset));
-        }
-#pragma unroll
-        for (int u = 0; u < kPerLane; ++u) {
-          const int g = lane + 32 * u;
-          raw[k][u] = make_uint4(0, 0, 0, 0);
-          sc[k][u] = 0;
-          if (g >= kGroups || !ok[k]) continue;
-          if (g < kNope) {
-            const uint2 codes = __ldg(reinterpret_cast<const uint2*>(row + g * 8));
-            raw[k][u].x = codes.x;
-            raw[k][u].y = codes.y;
-            const int tile_idx = g / F::kGroupsPerTile;
-            if constexpr (kModel1) {
-              sc[k][u] = ((tile_idx < 4 ? srow.x : srow.y) >> (8 * (tile_idx % 4))) & 0xffu;
-            } else {
-              sc[k][u] = tile_idx == 0 ? vscale.x : tile_idx == 1 ? vscale.y : tile_idx == 2 ? vscale.z : vscale.w;
-            }
-          } else {
-            raw[k][u] = __ldg(reinterpret_cast<const uint4*>(row + kRopeOffset + (g - kNope) * 16));
-          }
+        codes[k] = make_uint4(0, 0, 0, 0);
+        rope[k] = make_uint4(0, 0, 0, 0);
+        scale[k] = 0.0f;
+        if (ok[k]) {
+          codes[k] = __ldg(reinterpret_cast<const uint4*>(row + 16 * lane));
+          scale[k] = __ldg(reinterpret_cast<const float*>(row + v32_fp8::kScaleOffset) + tile_idx);
+          if (rope_lane) rope[k] = __ldg(reinterpret_cast<const uint4*>(row + v32_fp8::kRopeOffset + 16 * lane));
         }
       }
 #pragma unroll
-      for (int k = 0; k < T::kProducerBatch; ++k) {
-        const int key = key_base + kb + k;
-#pragma unroll
-        for (int u = 0; u < kPerLane; ++u) {
-          const int g = lane + 32 * u;
-          if (g >= kGroups) continue;
-          const uint4 v = portable::dequant_group<F>(raw[k][u], sc[k][u], ok[k], g < kNope);
-          *reinterpret_cast<uint4*>(tile + (g / 8) * T::kBlockBytes + swizzle_offset(key, g % 8)) = v;
+      for (int k = 0; k < kBatch; ++k) {
+        const int kk = kb + k;  // key % 8 == kk % 8
+        uint8_t* out_row = tile + pw * kKeys * 128 + kk * 128;
+        uint32_t w[8];
+        dequant16(codes[k], scale[k], w);
+        const uint4 va = ok[k] ? make_uint4(w[0], w[1], w[2], w[3]) : make_uint4(0, 0, 0, 0);
+        const uint4 vb = ok[k] ? make_uint4(w[4], w[5], w[6], w[7]) : make_uint4(0, 0, 0, 0);
+        uint8_t* block = out_row + (ga / 8) * T::kBlockBytes;
+        *reinterpret_cast<uint4*>(block + (((ga % 8) ^ (kk % 8)) << 4)) = va;
+        *reinterpret_cast<uint4*>(block + (((ga % 8 + 1) ^ (kk % 8)) << 4)) = vb;
+        if (rope_lane) {  // group kNopeGroups + lane: block 8, chunk lane
+          *reinterpret_cast<uint4*>(out_row + (kNopeGroups / 8) * T::kBlockBytes + ((lane ^ (kk % 8)) << 4)) = rope[k];
         }
       }
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
     ps.advance();
+    cur = nxt;
+    nxt = record(after);
+    prefetch(nxt);
+    after = fetch(c + 3);
+  }
+}
+
+/// Data row and scale row of a MODEL1 candidate (0 when invalid: never read).
+struct RowAddr {
+  uint64_t row = 0, scales = 0;
+};
+template <class T>
+__device__ __forceinline__ RowAddr model1_rows(const DecodeParams& p, const Candidate& cand) {
+  const KeyAddress a = portable::key_address(p, cand);
+  RowAddr r;
+  if (a.page != nullptr) {
+    r.row = reinterpret_cast<uint64_t>(a.page + model1_fp8::data_row_offset(a.offset));
+    r.scales = reinterpret_cast<uint64_t>(a.page + model1_fp8::scale_row_offset(a.page_size, a.offset));
+  }
+  return r;
+}
+
+/// MODEL1 producer warp `pw`: keys pw * 16 .. pw * 16 + 15 of every chunk, as one stream of
+/// positions n. Key n's 576-byte data row arrives by bulk copy in ring slot n % 8 (8 keys in
+/// flight per warp), is dequantized from there into the key tile, and the slot is refilled with
+/// key n + 8. The loop over a chunk's 16 keys is unrolled: slots, phases and swizzle patterns
+/// are compile-time constants. Lanes 0..15 hold the row addresses and 8-byte scale rows of
+/// their key in the current and the next chunk; the index of the chunk after is in flight
+/// meanwhile, so every global access is issued a chunk or more before its use. Per key, lane
+/// l < 28 converts FP8 dims 16 l .. 16 l + 15 (tile l / 4), lanes 28..31 copy 16 RoPE dims each.
+template <class T>
+__device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int32_t* main_idx,
+                             const int32_t* extra_idx, int main_keys, int num_keys, int chunk_begin,
+                             int chunk_end) {
+  constexpr int kKeys = T::kKeysPerProducerWarp;  // 16
+  constexpr int kSlots = T::kRingSlots;            // 8
+  static_assert(kKeys == 2 * kSlots, "two ring rounds per chunk: compile-time slots and phases");
+  constexpr uint32_t kRowBytes = T::kRingSlotBytes;
+  constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
+  const int lane = threadIdx.x % 32;
+  const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
+  const int my_key = pw * kKeys + lane % kKeys;
+  auto fetch = [&](int c) {
+    return c < chunk_end ? portable::fetch_candidate(main_idx, extra_idx, main_keys, num_keys, c * T::kBlockN + my_key)
+                         : Candidate{};
+  };
+  auto load_scales = [](const RowAddr& r) {
+    return r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
+  };
+  const int num_chunks = chunk_end - chunk_begin;
+
+  // This lane's part of every key: source offset in the raw row, output groups (16-byte
+  // chunks) gA and gA + 1 of the bf16 row, scale tile.
+  const bool rope = lane >= kNopeLanes;
+  const int src_off = rope ? model1_fp8::kNopeBytes + 32 * (lane - kNopeLanes) : 16 * lane;
+  const int ga = rope ? 2 * kNopeLanes + 2 * (lane - kNopeLanes) : 2 * lane;
+  const int tile_idx = lane / 4;  // nope lanes: dims 16 lane .. lie in tile lane / 4
+  const uint32_t out_block = (ga / 8) * T::kBlockBytes;
+  const int out_chunk = ga % 8;   // even: chunks out_chunk, out_chunk + 1 of a 128-byte row
+
+  // NOTE: the ring holds 8 keys per warp; the rows of the next chunk are also prefetched into
+  // L2 a chunk ahead (lanes 0..15, one row each), so the ring's copies hit L2.
+  auto prefetch = [&](const RowAddr& r) {
+    if (lane < kKeys && r.row != 0) ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
+  };
+  RowAddr cur = model1_rows<T>(p, fetch(chunk_begin));
+  RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + 1));
+  prefetch(nxt);
+  Candidate after = fetch(chunk_begin + 2);
+  uint2 cur_scales = load_scales(cur);
+  uint2 nxt_scales = load_scales(nxt);
+
+  // Lane 0 issues the copy of the key held by lane `src` of `rows` into ring slot `slot`.
+  // Every lane must call it (shuffle).
+  auto refill = [&](uint64_t rows, int src, int slot) {
+    const uint64_t row = __shfl_sync(0xffffffffu, rows, src);
+    if (lane == 0) {
+      const uint32_t bar = sm.ring_bar(pw, slot);
+      if (row != 0) {
+        ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
+        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, slot)), reinterpret_cast<const void*>(row),
+                               kRowBytes, bar);
+      } else {
+        ptx::mbarrier_arrive(bar);  // invalid key: nothing to copy, the phase completes now
+      }
+    }
+  };
+  if (num_chunks > 0) {
+#pragma unroll
+    for (int k = 0; k < kSlots; ++k) refill(cur.row, k, k);
+  }
+
+  PipelineState<T::kStages> ps;
+  for (int q = 0; q < num_chunks; ++q) {
+    const bool more = q + 1 < num_chunks;
+    ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
+    uint8_t* tile = sm.k(ps.stage);
+    if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
+#pragma unroll
+    for (int k = 0; k < kKeys; ++k) {
+      const int slot = k % kSlots;
+      const bool ok = __shfl_sync(0xffffffffu, cur.row, k) != 0;
+      const uint32_t sx = __shfl_sync(0xffffffffu, cur_scales.x, k);
+      const uint32_t sy = __shfl_sync(0xffffffffu, cur_scales.y, k);
+      // Stream position 16 q + k uses slot k % 8 for the (2 q + k / 8)-th time: parity k / 8.
+      ptx::mbarrier_wait(sm.ring_bar(pw, slot), static_cast<uint32_t>(k / kSlots));
+      const uint8_t* raw_row = sm.ring_slot(pw, slot);
+      uint4 a = make_uint4(0, 0, 0, 0), b = make_uint4(0, 0, 0, 0);
+      if (ok) {
+        const uint4 lo = *reinterpret_cast<const uint4*>(raw_row + src_off);
+        if (rope) {
+          a = lo;
+          b = *reinterpret_cast<const uint4*>(raw_row + src_off + 16);
+        } else {
+          const uint32_t e = ((tile_idx < 4 ? sx : sy) >> (8 * (tile_idx % 4))) & 0xffu;
+          uint32_t w[8];
+          dequant16(lo, ue8m0_to_float(e), w);
+          a = make_uint4(w[0], w[1], w[2], w[3]);
+          b = make_uint4(w[4], w[5], w[6], w[7]);
+        }
+      }
+      const int key = pw * kKeys + k;  // key % 8 == k % 8: the swizzle is a constant per k
+      uint8_t* out_row = tile + out_block + key * 128;
+      *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ (k % 8)) << 4)) = a;
+      *reinterpret_cast<uint4*>(out_row + (((out_chunk + 1) ^ (k % 8)) << 4)) = b;
+      __syncwarp();  // the slot's bytes are read: it may be refilled
+      if (k < kSlots) {
+        refill(cur.row, k + kSlots, slot);  // the second half of this chunk
+      } else if (more) {
+        refill(nxt.row, k - kSlots, slot);  // the first half of the next chunk
+      }
+    }
+    ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
+    ptx::mbarrier_arrive(sm.full_bar(ps.stage));
+    ps.advance();
+    // Next chunk: its addresses and scales are ready; start the chunk after that.
+    cur = nxt;
+    cur_scales = nxt_scales;
+    nxt = model1_rows<T>(p, after);
+    prefetch(nxt);
+    nxt_scales = load_scales(nxt);
+    after = fetch(chunk_begin + q + 3);
   }
 }
 
@@ -204,6 +376,12 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   float m[2] = {-INFINITY, -INFINITY};  // running max of base-2 logits, rows r0, r0 + 8
   float l[2] = {0.0f, 0.0f};            // running sums over this warpgroup's keys
 
+  {
+    const CtaCoord cc = cta_coord(p);
+    load_q<T>(sm, p, cc.i, cc.j, cc.g);
+  }
+  ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
+  ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
   const uint32_t q_base = ptx::smem_addr(sm.q());
   const uint32_t p_base = ptx::smem_addr(sm.p());
   PipelineState<T::kStages> ps;
@@ -398,7 +576,7 @@ template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(const __grid_constant__ DecodeParams p) {
   const Smem<T> sm;
   const CtaCoord cc = cta_coord(p);
-  const int i = cc.i, j = cc.j, g = cc.g, split = cc.split;
+  const int i = cc.i, j = cc.j, split = cc.split;
 
   const int main_keys = clamp_length(p.topk_length, i, p.topk);
   const int extra_keys = p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, i, p.extra_topk) : 0;
@@ -412,11 +590,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
       ptx::mbarrier_init(sm.full_bar(s), T::kProducerThreads);
       ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
     }
+    if constexpr (T::kBulkRing) {
+      for (int w = 0; w < T::kProducerWarps; ++w) {
+        for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
+      }
+    }
     ptx::fence_mbarrier_init();
   }
-  load_q<T>(sm, p, i, j, g);
-  ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
-  __syncthreads();
+  __syncthreads();  // barriers initialized
 
   // NOTE: the warpgroup index through a shuffle: ptxas then knows the role branch is
   // warp-uniform (wgmma in a possibly divergent path gets serialized).
@@ -426,7 +607,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
     const int32_t* main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
     const int32_t* extra_idx =
         p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
-    produce<T>(sm, p, main_idx, extra_idx, main_keys, sched.num_keys, chunk_begin, chunk_end);
+    if constexpr (T::kBulkRing) {
+      produce_bulk<T>(sm, p, main_idx, extra_idx, main_keys, sched.num_keys, chunk_begin, chunk_end);
+    } else {
+      produce<T>(sm, p, main_idx, extra_idx, main_keys, sched.num_keys, chunk_begin, chunk_end);
+    }
   } else {
     ptx::setmaxnreg_inc<T::kConsumerRegs>();
     consume<T>(sm, p, chunk_begin, chunk_end);

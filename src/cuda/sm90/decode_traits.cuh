@@ -64,7 +64,18 @@ struct DecodeTraits {
   static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
   static constexpr int kBarBytes = 2 * kStages * 8;  // full[kStages], empty[kStages]
-  static constexpr int kUsedBytes = kBarOffset + kBarBytes;
+  // NOTE: MODEL1 keys reach the producer through bulk copies (cp.async.bulk, one 576-byte data
+  // row per key) into a ring of raw rows per producer warp, so many keys are in flight without
+  // registers; the producer dequantizes from there. V3.2's larger tiles leave no room for the
+  // ring: its producer loads through registers (kProducerBatch keys in flight per warp).
+  static constexpr bool kBulkRing = F::kStageScaleBytes > 0;
+  static constexpr int kRingSlots = kBulkRing ? 8 : 0;  // raw rows per producer warp
+  static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
+  static constexpr int kRingOffset = (kBarOffset + kBarBytes + 15) / 16 * 16;
+  static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
+  static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
+  static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
+  static constexpr int kUsedBytes = kRingBarOffset + kRingBarBytes;
   static constexpr int kAlign = 1024;                // swizzle atoms
   static constexpr int kSmemBytes = kUsedBytes + kAlign;  // slack to align the dynamic base
   static constexpr int kMaxSmemBytes = 227 * 1024;
@@ -74,6 +85,9 @@ struct DecodeTraits {
   static_assert(kBlockN % kProducerWarps == 0 && kKeysPerProducerWarp % kProducerBatch == 0,
                 "whole key batches per producer warp");
   static_assert(kKeysPerProducerWarp <= 32, "one lane per key of a producer warp");
+  static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
+  static_assert(kRingSlots == 0 || kRingSlots <= kKeysPerProducerWarp,
+                "a producer warp refills slots from at most its next chunk");
   static_assert(kThreads == 384, "the register budgets above assume 3 warpgroups");
 
   // Named barriers (0 is __syncthreads): the two consumer warpgroups exchange row maxima and
