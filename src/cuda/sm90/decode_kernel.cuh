@@ -255,6 +255,8 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
   static_assert(kKeys == 2 * kSlots, "two ring rounds per chunk: compile-time slots and phases");
   constexpr uint32_t kRowBytes = T::kRingSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
+  constexpr int kGroup = T::kProducerGroup;
+  static_assert(kSlots % kGroup == 0, "groups of keys never straddle the ring");
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
   const int my_key = pw * kKeys + lane % kKeys;
@@ -314,38 +316,54 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
+    const uint32_t valid_mask = __ballot_sync(0xffffffffu, lane < kKeys && cur.row != 0);
+    // NOTE: kProducerGroup keys at a time: their waits, loads, conversions and stores are
+    // independent chains the scheduler interleaves (one key at a time, a producer warp spent
+    // most cycles waiting on its own dependent instructions).
 #pragma unroll
-    for (int k = 0; k < kKeys; ++k) {
-      const int slot = k % kSlots;
-      const bool ok = __shfl_sync(0xffffffffu, cur.row, k) != 0;
-      const uint32_t sx = __shfl_sync(0xffffffffu, cur_scales.x, k);
-      const uint32_t sy = __shfl_sync(0xffffffffu, cur_scales.y, k);
-      // Stream position 16 q + k uses slot k % 8 for the (2 q + k / 8)-th time: parity k / 8.
-      ptx::mbarrier_wait(sm.ring_bar(pw, slot), static_cast<uint32_t>(k / kSlots));
-      const uint8_t* raw_row = sm.ring_slot(pw, slot);
-      uint4 a = make_uint4(0, 0, 0, 0), b = make_uint4(0, 0, 0, 0);
-      if (ok) {
-        const uint4 lo = *reinterpret_cast<const uint4*>(raw_row + src_off);
-        if (rope) {
-          a = lo;
-          b = *reinterpret_cast<const uint4*>(raw_row + src_off + 16);
-        } else {
-          const uint32_t e = ((tile_idx < 4 ? sx : sy) >> (8 * (tile_idx % 4))) & 0xffu;
+    for (int kg = 0; kg < kKeys; kg += kGroup) {
+      const uint32_t parity = static_cast<uint32_t>(kg / kSlots);  // use 2 q + kg / 8 of the slots
+      float scl[kGroup];
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+        const uint32_t sx = __shfl_sync(0xffffffffu, cur_scales.x, kg + j);
+        const uint32_t sy = __shfl_sync(0xffffffffu, cur_scales.y, kg + j);
+        scl[j] = ue8m0_to_float(((tile_idx < 4 ? sx : sy) >> (8 * (tile_idx % 4))) & 0xffu);
+      }
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(pw, (kg + j) % kSlots), parity);
+      uint4 lo[kGroup], hi[kGroup];
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+        const uint8_t* raw_row = sm.ring_slot(pw, (kg + j) % kSlots);
+        const bool ok = (valid_mask >> (kg + j)) & 1u;
+        lo[j] = ok ? *reinterpret_cast<const uint4*>(raw_row + src_off) : make_uint4(0, 0, 0, 0);
+        hi[j] = ok && rope ? *reinterpret_cast<const uint4*>(raw_row + src_off + 16) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+        const int k = kg + j;
+        uint4 a = lo[j], b = hi[j];  // RoPE lanes: as loaded; invalid keys: zeros
+        if (!rope) {
           uint32_t w[8];
-          dequant16(lo, ue8m0_to_float(e), w);
+          dequant16(lo[j], scl[j], w);  // zero codes (invalid keys) give zeros
           a = make_uint4(w[0], w[1], w[2], w[3]);
           b = make_uint4(w[4], w[5], w[6], w[7]);
         }
+        const int key = pw * kKeys + k;  // key % 8 == k % 8: the swizzle is a constant per k
+        uint8_t* out_row = tile + out_block + key * 128;
+        *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ (k % 8)) << 4)) = a;
+        *reinterpret_cast<uint4*>(out_row + (((out_chunk + 1) ^ (k % 8)) << 4)) = b;
       }
-      const int key = pw * kKeys + k;  // key % 8 == k % 8: the swizzle is a constant per k
-      uint8_t* out_row = tile + out_block + key * 128;
-      *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ (k % 8)) << 4)) = a;
-      *reinterpret_cast<uint4*>(out_row + (((out_chunk + 1) ^ (k % 8)) << 4)) = b;
-      __syncwarp();  // the slot's bytes are read: it may be refilled
-      if (k < kSlots) {
-        refill(cur.row, k + kSlots, slot);  // the second half of this chunk
-      } else if (more) {
-        refill(nxt.row, k - kSlots, slot);  // the first half of the next chunk
+      __syncwarp();  // the slots' bytes are read: they may be refilled
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+        const int k = kg + j;
+        if (k < kSlots) {
+          refill(cur.row, k + kSlots, k % kSlots);  // the second half of this chunk
+        } else if (more) {
+          refill(nxt.row, k - kSlots, k % kSlots);  // the first half of the next chunk
+        }
       }
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads

@@ -31,14 +31,15 @@ struct DecodeTraits {
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kProducerWarps = kProducerThreads / 32;
   static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 16
-  static constexpr int kProducerBatch = 4;  // keys whose loads a producer warp has in flight
+  static constexpr int kProducerBatch = 4;  // V3.2: keys whose loads are in flight per warp
+  static constexpr int kProducerGroup = 4;  // MODEL1: keys converted together per warp  // keys whose loads a producer warp has in flight
   // NOTE: registers: 65536 / 384 = 168 per thread at launch. The producer warpgroup gives
   // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
   // own budget): a consumer holds O (64 x 256 f32 over 128 threads = 128 registers), S (16),
   // softmax state and addresses; below 216, ptxas spills or serializes the wgmma. The
   // producer's budget bounds how many keys' loads it keeps in flight (kProducerBatch).
-  static constexpr int kProducerRegs = 72;
-  static constexpr int kConsumerRegs = 216;
+  static constexpr int kProducerRegs = 88;
+  static constexpr int kConsumerRegs = 208;
   // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the
   // launch allocation (168 per thread, 65536 / 384 rounded down to 8) must cover both budgets,
   // or the consumers wait for registers forever.
