@@ -134,9 +134,10 @@ __device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t 
   }
 }
 
-/// V3.2 producer warp `pw`: keys pw * 16 .. pw * 16 + 15 of every chunk, loaded through
+/// V3.2 producer warp `pw`: keys pw * K .. pw * K + K - 1 of every chunk (K =
+/// kKeysPerProducerWarp), loaded through
 /// registers in batches of kProducerBatch keys (loads first, then conversions and stores); the
-/// next chunk's 656-byte records are prefetched into L2 a chunk ahead (lanes 0..15), so these
+/// next chunk's 656-byte records are prefetched into L2 a chunk ahead (lanes 0..K-1), so these
 /// loads hit L2. Per key, lane l converts FP8 dims 16 l .. 16 l + 15 (tile l / 8) and lanes
 /// 0..7 copy 8 RoPE dims each.
 template <class T>
@@ -238,11 +239,12 @@ __device__ __forceinline__ RowAddr model1_rows(const DecodeParams& p, const Cand
   return r;
 }
 
-/// MODEL1 producer warp `pw`: keys pw * 16 .. pw * 16 + 15 of every chunk, as one stream of
-/// positions n. Key n's 576-byte data row arrives by bulk copy in ring slot n % 8 (8 keys in
-/// flight per warp), is dequantized from there into the key tile, and the slot is refilled with
-/// key n + 8. The loop over a chunk's 16 keys is unrolled: slots, phases and swizzle patterns
-/// are compile-time constants. Lanes 0..15 hold the row addresses and 8-byte scale rows of
+/// MODEL1 producer warp `pw`: keys pw * K .. pw * K + K - 1 of every chunk (K =
+/// kKeysPerProducerWarp), as one stream of positions n. Key n's 576-byte data row arrives by
+/// bulk copy in ring slot n % S (S = K / 2 keys in flight per warp), is dequantized from there
+/// into the key tile, and the slot is refilled with key n + S. The loop over a chunk's K keys is
+/// unrolled: slots, phases and swizzle patterns are compile-time constants. Lanes 0..K-1 hold
+/// the row addresses and 8-byte scale rows of
 /// their key in the current and the next chunk; the index of the chunk after is in flight
 /// meanwhile, so every global access is issued a chunk or more before its use. Per key, lane
 /// l < 28 converts FP8 dims 16 l .. 16 l + 15 (tile l / 4), lanes 28..31 copy 16 RoPE dims each.
@@ -278,8 +280,8 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
   const uint32_t out_block = (ga / 8) * T::kBlockBytes;
   const int out_chunk = ga % 8;   // even: chunks out_chunk, out_chunk + 1 of a 128-byte row
 
-  // NOTE: the ring holds 8 keys per warp; the rows of the next chunk are also prefetched into
-  // L2 a chunk ahead (lanes 0..15, one row each), so the ring's copies hit L2.
+  // NOTE: the ring holds S keys per warp; the rows of the next chunk are also prefetched into
+  // L2 a chunk ahead (lanes 0..K-1, one row each), so the ring's copies hit L2.
   auto prefetch = [&](const RowAddr& r) {
     if (lane < kKeys && r.row != 0) ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
   };
@@ -322,7 +324,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
     // most cycles waiting on its own dependent instructions).
 #pragma unroll
     for (int kg = 0; kg < kKeys; kg += kGroup) {
-      const uint32_t parity = static_cast<uint32_t>(kg / kSlots);  // use 2 q + kg / 8 of the slots
+      const uint32_t parity = static_cast<uint32_t>(kg / kSlots);  // use 2 q + kg / S of the slots
       float scl[kGroup];
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
@@ -377,6 +379,13 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
     nxt_scales = load_scales(nxt);
     after = fetch(chunk_begin + q + 3);
   }
+}
+
+/// Columns [128 h, 128 h + 128) of a consumer's O accumulators (64 per thread; the wgmma
+/// accumulator layout repeats every 8 columns, 4 registers each).
+template <int h>
+__device__ __forceinline__ float (&o_half(float (&o)[128]))[64] {
+  return *reinterpret_cast<float(*)[64]>(o + 64 * h);
 }
 
 /// Consumer warpgroup `wg` (0 or 1): the chunk loop, then the outputs of its 256 columns.
@@ -512,7 +521,10 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
       const uint64_t da = ptx::smem_desc_sw128(p_addr + kk * 32, 16, 1024);
       const uint64_t db = ptx::smem_desc_sw128(
           k_addr + wg * (T::kDimsPerConsumer / 64) * T::kBlockBytes + kk * 16 * 128, T::kBlockBytes, 1024);
-      ptx::wgmma_m64n256k16_bf16_f32_ss<1>(o, da, db, 1);
+      // NOTE: two N = 128 halves (B: the next two 64-column blocks): a single N = 256 wgmma
+      // needs more registers than a 512-thread launch bound lets ptxas place.
+      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, db, 1);
+      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<1>(o), da, ptx::desc_advance(db, 2 * T::kBlockBytes), 1);
     }
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();

@@ -10,12 +10,14 @@
 namespace model1::cuda::sm90 {
 
 /// One CTA = 64 heads of one (request, query token, split): h_q 64 is one head group, h_q 128
-/// two. Three warpgroups:
+/// two. Four warpgroups:
 ///   WG 0, 1  consumers: S = Q K^T for 32 keys each (wgmma m64n32k16), the softmax, and
-///            O += P V for 256 of the 512 value columns each (wgmma m64n256k16);
-///   WG 2     producer: gather the chunk's keys from the paged cache (bounds-checked),
+///            O += P V for 256 of the 512 value columns each (wgmma m64n128k16, twice);
+///   WG 2, 3  producers: gather the chunk's keys from the paged cache (bounds-checked),
 ///            dequantize FP8 exactly to bf16 and store them in the 128-byte-swizzle layout
-///            wgmma reads, into a two-stage ring of key tiles.
+///            wgmma reads, into a two-stage ring of key tiles. Eight producer warps: the
+///            producer side bounds the speed (PERF.md: 3 warpgroups with one producer
+///            warpgroup were 1.3x slower on model1-c1).
 /// Format: portable::FormatModel1Fp8 (d_qk 512) or portable::FormatV32Fp8 (d_qk 576).
 template <class Format>
 struct DecodeTraits {
@@ -25,24 +27,25 @@ struct DecodeTraits {
   static constexpr int kRows = 64;                  // heads per CTA (wgmma M)
   static constexpr int kBlockN = kChunkKeys;        // keys per tile (the schedule's chunk)
   static constexpr int kConsumerWarpgroups = 2;
-  static constexpr int kProducerWarpgroups = 1;
+  static constexpr int kProducerWarpgroups = 2;
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kProducerWarps = kProducerThreads / 32;
-  static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 16
-  static constexpr int kProducerBatch = 4;  // V3.2: keys whose loads are in flight per warp
-  static constexpr int kProducerGroup = 4;  // MODEL1: keys converted together per warp  // keys whose loads a producer warp has in flight
-  // NOTE: registers: 65536 / 384 = 168 per thread at launch. The producer warpgroup gives
+  static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 8
+  static constexpr int kProducerBatch = 2;  // V3.2: keys whose loads a warp has in flight
+  static constexpr int kProducerGroup = 1;  // MODEL1: keys a warp converts together
+  // NOTE: registers: 65536 / 512 threads = 128 per thread at launch. The producers give
   // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
-  // own budget): a consumer holds O (64 x 256 f32 over 128 threads = 128 registers), S (16),
-  // softmax state and addresses; below 216, ptxas spills or serializes the wgmma. The
-  // producer's budget bounds how many keys' loads it keeps in flight (kProducerBatch).
-  static constexpr int kProducerRegs = 88;
-  static constexpr int kConsumerRegs = 208;
+  // own budget, but checks every single instruction against the launch bound: hence P V in
+  // N = 128 halves). A consumer holds O (64 x 256 f32 over 128 threads = 128 registers), S
+  // (16), softmax state and addresses; a producer's budget bounds how many keys it converts or
+  // keeps in flight at once (kProducerGroup, kProducerBatch; larger ones spill).
+  static constexpr int kProducerRegs = 56;
+  static constexpr int kConsumerRegs = 200;
   // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the
-  // launch allocation (168 per thread, 65536 / 384 rounded down to 8) must cover both budgets,
-  // or the consumers wait for registers forever.
+  // launch allocation (65536 / threads, rounded down to 8) must cover both budgets, or the
+  // consumers wait for registers forever.
   static constexpr int kLaunchRegs = (65536 / (128 * (kConsumerWarpgroups + kProducerWarpgroups))) / 8 * 8;
   static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <=
                     (kConsumerThreads + kProducerThreads) * kLaunchRegs,
@@ -70,7 +73,7 @@ struct DecodeTraits {
   // registers; the producer dequantizes from there. V3.2's larger tiles leave no room for the
   // ring: its producer loads through registers (kProducerBatch keys in flight per warp).
   static constexpr bool kBulkRing = F::kStageScaleBytes > 0;
-  static constexpr int kRingSlots = kBulkRing ? 8 : 0;  // raw rows per producer warp
+  static constexpr int kRingSlots = kBulkRing ? 4 : 0;  // raw rows per producer warp (half its keys)
   static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
   static constexpr int kRingOffset = (kBarOffset + kBarBytes + 15) / 16 * 16;
   static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
@@ -89,7 +92,7 @@ struct DecodeTraits {
   static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
   static_assert(kRingSlots == 0 || kRingSlots <= kKeysPerProducerWarp,
                 "a producer warp refills slots from at most its next chunk");
-  static_assert(kThreads == 384, "the register budgets above assume 3 warpgroups");
+  
 
   // Named barriers (0 is __syncthreads): the two consumer warpgroups exchange row maxima and
   // the P tile.
