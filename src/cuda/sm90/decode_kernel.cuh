@@ -177,6 +177,11 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const int32_t*
 
   PipelineState<T::kStages> ps;
   for (int c = chunk_begin; c < chunk_end; ++c) {
+    // NOTE: the chunk after next is prepared at the start of this chunk and rotated in at its
+    // end (see produce_bulk).
+    const uint64_t after_row = record(after);
+    prefetch(after_row);
+    after = fetch(c + 3);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
@@ -218,9 +223,7 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const int32_t*
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
     ps.advance();
     cur = nxt;
-    nxt = record(after);
-    prefetch(nxt);
-    after = fetch(c + 3);
+    nxt = after_row;
   }
 }
 
@@ -315,6 +318,14 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
   PipelineState<T::kStages> ps;
   for (int q = 0; q < num_chunks; ++q) {
     const bool more = q + 1 < num_chunks;
+    // NOTE: the chunk after next is prepared at the start of this chunk (its addresses from the
+    // index loaded a chunk ago, its scale rows and L2 prefetch issued now) and rotated in at the
+    // end: the rotation's register moves then wait on loads a whole chunk old. Issued at the
+    // end of the chunk, they made the next chunk's first move wait a full memory latency.
+    const RowAddr after_rows = model1_rows<T>(p, after);
+    prefetch(after_rows);
+    const uint2 after_scales = load_scales(after_rows);
+    after = fetch(chunk_begin + q + 3);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
@@ -371,13 +382,10 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
     ps.advance();
-    // Next chunk: its addresses and scales are ready; start the chunk after that.
     cur = nxt;
     cur_scales = nxt_scales;
-    nxt = model1_rows<T>(p, after);
-    prefetch(nxt);
-    nxt_scales = load_scales(nxt);
-    after = fetch(chunk_begin + q + 3);
+    nxt = after_rows;
+    nxt_scales = after_scales;
   }
 }
 
