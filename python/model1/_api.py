@@ -18,7 +18,7 @@ from ._error import Error
 
 __all__ = [
     "KvCache", "DecodePlan", "empty_cache", "quantize_cache", "store_tokens",
-    "dequantize_cache", "plan_decode", "sparse_decode", "sparse_prefill",
+    "dequantize_cache", "plan_decode", "sparse_decode", "decode_kernel_name", "sparse_prefill",
 ]
 
 DecodePlan = _C.DecodePlan
@@ -294,6 +294,22 @@ def sparse_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None,
                                extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
                                stream, plan=plan)
     return out, lse
+
+
+def decode_kernel_name(q: Any, kv: Any, indices: Any, topk_length: Any = None,
+                       extra_kv: Any = None, extra_indices: Any = None,
+                       extra_topk_length: Any = None, attn_sink: Any = None,
+                       sm_scale: Optional[float] = None, *, plan: Optional["DecodePlan"] = None,
+                       out: Any = None, lse: Any = None, stream: Any = None) -> str:
+    """Which kernel family :func:`sparse_decode` runs for these arguments, with the same
+    validation and nothing written or launched: ``"cpu"``, ``"portable"`` (every NVIDIA GPU from
+    sm_80), ``"portable-compact"`` (its small-shared-memory configuration) or ``"sm90a"`` (the
+    Hopper kernels: H100/H200, FP8 caches, 64 or 128 heads). Arguments as in
+    :func:`sparse_decode`."""
+    name, _, _ = _decode_call(_C.decode_kernel_name, q, kv, indices, topk_length, extra_kv,
+                              extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
+                              stream, plan=plan)
+    return name
 
 
 def sparse_prefill(q: Any, kv: Any, indices: Any, topk_length: Any = None,

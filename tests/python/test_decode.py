@@ -176,6 +176,23 @@ def test_plan_for_other_shapes_is_an_error(rng):
     assert np.isnan(out.astype(np.float32)).all()  # nothing written
 
 
+def test_decode_kernel_name(rng):
+    p = make_problem(CASES["h64_s2_all"], rng)
+    args = (p["q"], p["kv_arg"], p["indices"], p["topk_length"], p["extra_kv"],
+            p["extra_indices"], p["extra_topk_length"], p["attn_sink"])
+    assert model1.decode_kernel_name(*args) == "cpu"
+    plan = model1.plan_decode(*args)
+    assert model1.decode_kernel_name(*args, plan=plan) == "cpu"
+    # The same validation as sparse_decode: a plan for other shapes and bad arguments are refused.
+    other = make_problem(CASES["basic"], rng)
+    with pytest.raises(model1.Error) as e:
+        model1.decode_kernel_name(other["q"], other["kv_arg"], other["indices"], plan=plan)
+    assert e.value.argument.startswith("plan")
+    with pytest.raises(model1.Error) as e:
+        model1.decode_kernel_name(p["q"], p["kv_arg"], p["indices"].astype(np.int64))
+    assert e.value.argument.startswith("indices")
+
+
 def test_batch_invariance(rng):
     case = CASES["h64_s2_all"]
     p = make_problem(case, rng)
