@@ -286,18 +286,24 @@ NB_MODULE(_C, m) {
          nb::handle extra_kv_format, int64_t extra_kv_page_size, nb::handle extra_indices,
          nb::handle extra_topk_length, nb::handle attn_sink, std::optional<double> sm_scale,
          nb::handle out, nb::handle lse, const DecodePlan* plan, StreamHandle stream,
-         bool sync_producers) {
+         bool sync_producers, bool kernel_name_only) -> std::optional<std::string> {
         TensorImporter imp(stream, sync_producers);
         const SparseDecodeArgs args =
             decode_args(imp, q, kv, kv_format, kv_page_size, indices, topk_length, extra_kv,
                         extra_kv_format, extra_kv_page_size, extra_indices, extra_topk_length,
                         attn_sink, sm_scale, out, lse);
         nb::gil_scoped_release release;
+        if (kernel_name_only) {
+          if (plan != nullptr) return model1::decode_kernel_name(args, *plan);
+          const DecodePlan own = model1::plan_decode(args, imp.stream());
+          return model1::decode_kernel_name(args, own);
+        }
         if (plan != nullptr) {
           model1::sparse_decode(args, *plan, imp.stream());
         } else {
           model1::sparse_decode(args, imp.stream());
         }
+        return std::nullopt;
       },
       "q"_a.none(), "kv"_a.none(), "kv_format"_a.none() = nb::none(), "kv_page_size"_a = 0,
       "indices"_a.none(),
@@ -307,40 +313,12 @@ NB_MODULE(_C, m) {
       "attn_sink"_a.none() = nb::none(), "sm_scale"_a.none() = nb::none(), "out"_a.none(),
       "lse"_a.none(),
       "plan"_a.none() = nb::none(), "stream"_a = 0, "sync_producers"_a = true,
+      "kernel_name_only"_a = false,
       ("Sparse decode (MODEL1.md section 3) into `out` and `lse`.\n\n" + decode_doc +
        "plan: a DecodePlan made for the same shapes, or None to plan inside the call.\n" +
+       "kernel_name_only: validate only and return the kernel family the call would run "
+       "('cpu', 'portable', 'portable-compact', 'sm90a'); nothing is written or launched.\n" +
        kStreamDoc)
-          .c_str());
-
-  m.def(
-      "decode_kernel_name",
-      [](nb::handle q, nb::handle kv, nb::handle kv_format, int64_t kv_page_size,
-         nb::handle indices, nb::handle topk_length, nb::handle extra_kv,
-         nb::handle extra_kv_format, int64_t extra_kv_page_size, nb::handle extra_indices,
-         nb::handle extra_topk_length, nb::handle attn_sink, std::optional<double> sm_scale,
-         nb::handle out, nb::handle lse, const DecodePlan* plan, StreamHandle stream,
-         bool sync_producers) {
-        TensorImporter imp(stream, sync_producers);
-        const SparseDecodeArgs args =
-            decode_args(imp, q, kv, kv_format, kv_page_size, indices, topk_length, extra_kv,
-                        extra_kv_format, extra_kv_page_size, extra_indices, extra_topk_length,
-                        attn_sink, sm_scale, out, lse);
-        nb::gil_scoped_release release;
-        if (plan != nullptr) return model1::decode_kernel_name(args, *plan);
-        const DecodePlan own = model1::plan_decode(args, imp.stream());
-        return model1::decode_kernel_name(args, own);
-      },
-      "q"_a.none(), "kv"_a.none(), "kv_format"_a.none() = nb::none(), "kv_page_size"_a = 0,
-      "indices"_a.none(),
-      "topk_length"_a.none() = nb::none(), "extra_kv"_a.none() = nb::none(),
-      "extra_kv_format"_a.none() = nb::none(), "extra_kv_page_size"_a = 0,
-      "extra_indices"_a.none() = nb::none(), "extra_topk_length"_a.none() = nb::none(),
-      "attn_sink"_a.none() = nb::none(), "sm_scale"_a.none() = nb::none(), "out"_a.none(),
-      "lse"_a.none(),
-      "plan"_a.none() = nb::none(), "stream"_a = 0, "sync_producers"_a = true,
-      ("The kernel family sparse_decode runs for these arguments (the same validation, "
-       "nothing is written or launched): 'cpu', 'portable', 'portable-compact' or 'sm90a'.\n\n" +
-       decode_doc + "plan: a DecodePlan made for the same shapes, or None.\n" + kStreamDoc)
           .c_str());
 
   // ---- prefill -----------------------------------------------------------------------------

@@ -306,9 +306,9 @@ def decode_kernel_name(q: Any, kv: Any, indices: Any, topk_length: Any = None,
     sm_80), ``"portable-compact"`` (its small-shared-memory configuration) or ``"sm90a"`` (the
     Hopper kernels: H100/H200, FP8 caches, 64 or 128 heads). Arguments as in
     :func:`sparse_decode`."""
-    name, _, _ = _decode_call(_C.decode_kernel_name, q, kv, indices, topk_length, extra_kv,
+    name, _, _ = _decode_call(_C.sparse_decode, q, kv, indices, topk_length, extra_kv,
                               extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
-                              stream, plan=plan)
+                              stream, plan=plan, kernel_name_only=True)
     return name
 
 

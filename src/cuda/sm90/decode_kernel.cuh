@@ -134,6 +134,25 @@ __device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t 
   }
 }
 
+/// One request-token's candidate lists (main cache first, then the extra cache).
+struct KeyLists {
+  const int32_t* main_idx;
+  const int32_t* extra_idx;  // null without an extra cache
+  int main_keys, num_keys;   // clamped lengths
+};
+
+/// A lane's candidate in every chunk: key `my_key` of chunk c; an empty candidate past the
+/// split's last chunk.
+struct KeyFetcher {
+  KeyLists lists;
+  int chunk_end, my_key;
+  __device__ __forceinline__ Candidate operator()(int c) const {
+    return c < chunk_end ? portable::fetch_candidate(lists.main_idx, lists.extra_idx, lists.main_keys,
+                                                     lists.num_keys, c * kChunkKeys + my_key)
+                         : Candidate{};
+  }
+};
+
 /// V3.2 producer warp `pw`: keys pw * K .. pw * K + K - 1 of every chunk (K =
 /// kKeysPerProducerWarp), loaded through
 /// registers in batches of kProducerBatch keys (loads first, then conversions and stores); the
@@ -141,10 +160,9 @@ __device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t 
 /// loads hit L2. Per key, lane l converts FP8 dims 16 l .. 16 l + 15 (tile l / 8) and lanes
 /// 0..7 copy 8 RoPE dims each.
 template <class T>
-__device__ void produce(const Smem<T>& sm, const DecodeParams& p, const int32_t* main_idx,
-                        const int32_t* extra_idx, int main_keys, int num_keys, int chunk_begin,
+__device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists& lists, int chunk_begin,
                         int chunk_end) {
-  constexpr int kKeys = T::kKeysPerProducerWarp;  // 16
+  constexpr int kKeys = T::kKeysPerProducerWarp;
   constexpr int kBatch = T::kProducerBatch;
   static_assert(kKeys % kBatch == 0, "whole batches per chunk");
   static_assert(v32_fp8::kNopeBytes == 32 * 16 && v32_fp8::kRopeDims == 8 * 8, "V3.2 lane mapping");
@@ -152,10 +170,7 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const int32_t*
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
   const int my_key = pw * kKeys + lane % kKeys;
-  auto fetch = [&](int c) {
-    return c < chunk_end ? portable::fetch_candidate(main_idx, extra_idx, main_keys, num_keys, c * T::kBlockN + my_key)
-                         : Candidate{};
-  };
+  const KeyFetcher fetch{lists, chunk_end, my_key};
   auto record = [&](const Candidate& cand) {
     const KeyAddress a = portable::key_address(p, cand);
     return a.page != nullptr ? reinterpret_cast<uint64_t>(a.page + v32_fp8::token_offset(a.offset)) : uint64_t{0};
@@ -252,11 +267,10 @@ __device__ __forceinline__ RowAddr model1_rows(const DecodeParams& p, const Cand
 /// meanwhile, so every global access is issued a chunk or more before its use. Per key, lane
 /// l < 28 converts FP8 dims 16 l .. 16 l + 15 (tile l / 4), lanes 28..31 copy 16 RoPE dims each.
 template <class T>
-__device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int32_t* main_idx,
-                             const int32_t* extra_idx, int main_keys, int num_keys, int chunk_begin,
-                             int chunk_end) {
-  constexpr int kKeys = T::kKeysPerProducerWarp;  // 16
-  constexpr int kSlots = T::kRingSlots;            // 8
+__device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const KeyLists& lists,
+                             int chunk_begin, int chunk_end) {
+  constexpr int kKeys = T::kKeysPerProducerWarp;  // 8
+  constexpr int kSlots = T::kRingSlots;            // 4
   static_assert(kKeys == 2 * kSlots, "two ring rounds per chunk: compile-time slots and phases");
   constexpr uint32_t kRowBytes = T::kRingSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
@@ -265,10 +279,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const int
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
   const int my_key = pw * kKeys + lane % kKeys;
-  auto fetch = [&](int c) {
-    return c < chunk_end ? portable::fetch_candidate(main_idx, extra_idx, main_keys, num_keys, c * T::kBlockN + my_key)
-                         : Candidate{};
-  };
+  const KeyFetcher fetch{lists, chunk_end, my_key};
   auto load_scales = [](const RowAddr& r) {
     return r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
   };
@@ -642,13 +653,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (warpgroup >= T::kConsumerWarpgroups) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    const int32_t* main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
-    const int32_t* extra_idx =
+    KeyLists lists;
+    lists.main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
+    lists.extra_idx =
         p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
+    lists.main_keys = main_keys;
+    lists.num_keys = sched.num_keys;
     if constexpr (T::kBulkRing) {
-      produce_bulk<T>(sm, p, main_idx, extra_idx, main_keys, sched.num_keys, chunk_begin, chunk_end);
+      produce_bulk<T>(sm, p, lists, chunk_begin, chunk_end);
     } else {
-      produce<T>(sm, p, main_idx, extra_idx, main_keys, sched.num_keys, chunk_begin, chunk_end);
+      produce<T>(sm, p, lists, chunk_begin, chunk_end);
     }
   } else {
     ptx::setmaxnreg_inc<T::kConsumerRegs>();
