@@ -215,6 +215,9 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   st->device = device;
   st->split_chunks = split_chunks_setting();
   st->config = decode_config_setting();
+  // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
+  // where no sm_90a kernel was compiled.
+  (void)portable_decode_forced();
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
   if (st->max_splits > 1) {
