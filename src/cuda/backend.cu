@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend.h"
@@ -164,21 +165,60 @@ bool portable_decode_forced() {
   return value;
 }
 
-/// Launches the sm_90a split kernel for FP8 format `Format` when it serves this call; false
-/// when the portable kernels must run instead.
+/// A cache format as a type (the format structs are only declared here).
 template <class Format>
-bool try_launch_sm90(const DecodeParams& p, cudaStream_t s, const CudaPlanState& st) {
+struct FormatTag {
+  using type = Format;
+};
+
+/// Calls fn(FormatTag<Format>{}) with the kernels' format of `a`'s cache.
+template <class Fn>
+void with_format(const SparseDecodeArgs& a, Fn&& fn) {
+  switch (a.kv.format) {
+    case KvFormat::kModel1Fp8:
+      fn(FormatTag<portable::FormatModel1Fp8>{});
+      return;
+    case KvFormat::kV32Fp8:
+      fn(FormatTag<portable::FormatV32Fp8>{});
+      return;
+    case KvFormat::kBf16:
+      if (a.q.shape[3] == 512) {
+        fn(FormatTag<portable::FormatBf16<512>>{});
+      } else {
+        fn(FormatTag<portable::FormatBf16<576>>{});
+      }
+      return;
+    default:
+      MODEL1_THROW("kv.format", "model1_fp8, v32_fp8 or bf16",
+                   "format code " + std::to_string(static_cast<int>(a.kv.format)));
+  }
+}
+
+template <class Format>
+inline constexpr bool kIsFp8Format =
+    std::is_same_v<Format, portable::FormatModel1Fp8> || std::is_same_v<Format, portable::FormatV32Fp8>;
+
+enum class DecodeKernel { kSm90a, kPortable, kPortableCompact };
+
+/// The one place that decides which decode kernel family serves a call (sparse_decode launches
+/// it, decode_kernel_name reports it): the sm_90a kernels where they apply, else the portable
+/// default configuration where the device offers its shared memory, else the compact one (the
+/// same rule as portable::launch_sparse_decode).
+template <class Format>
+DecodeKernel choose_kernel(const DecodeParams& p, const CudaPlanState& st) {
 #if MODEL1_WITH_SM90A
-  if (portable_decode_forced() || st.config != portable::DecodeConfig::kAuto) return false;
-  if (!sm90::supports<Format>(p, st.device)) return false;
-  sm90::launch_sparse_decode<Format>(p, s, st.device);
-  return true;
-#else
-  (void)p;
-  (void)s;
-  (void)st;
-  return false;
+  if constexpr (kIsFp8Format<Format>) {
+    if (!portable_decode_forced() && st.config == portable::DecodeConfig::kAuto &&
+        sm90::supports<Format>(p, st.device)) {
+      return DecodeKernel::kSm90a;
+    }
+  }
 #endif
+  if (st.config == portable::DecodeConfig::kCompact ||
+      device_smem_optin(st.device, "sparse_decode") < portable::sparse_decode_smem_bytes<Format>(p.h_q)) {
+    return DecodeKernel::kPortableCompact;
+  }
+  return DecodeKernel::kPortable;
 }
 
 }  // namespace
@@ -188,18 +228,16 @@ std::string decode_kernel_name(const SparseDecodeArgs& a, float sm_scale, const 
   MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors", "a plan of another backend");
   DeviceGuard guard(st->device, "decode_kernel_name");
   const DecodeParams p = make_params(a, sm_scale, *st);
-#if MODEL1_WITH_SM90A
-  if (!portable_decode_forced() && st->config == portable::DecodeConfig::kAuto) {
-    if (a.kv.format == KvFormat::kModel1Fp8 && sm90::supports<portable::FormatModel1Fp8>(p, st->device)) {
+  DecodeKernel kernel = DecodeKernel::kPortable;
+  with_format(a, [&](auto tag) { kernel = choose_kernel<typename decltype(tag)::type>(p, *st); });
+  switch (kernel) {
+    case DecodeKernel::kSm90a:
       return "sm90a";
-    }
-    if (a.kv.format == KvFormat::kV32Fp8 && sm90::supports<portable::FormatV32Fp8>(p, st->device)) {
-      return "sm90a";
-    }
+    case DecodeKernel::kPortableCompact:
+      return "portable-compact";
+    default:
+      return "portable";
   }
-#endif
-  (void)p;
-  return st->config == portable::DecodeConfig::kCompact ? "portable-compact" : "portable";
 }
 
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, void* stream) {
@@ -243,31 +281,20 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors",
                "a plan of another backend");
   DeviceGuard guard(st->device, "sparse_decode");
-  const portable::DecodeConfig config = st->config;
   const DecodeParams p = make_params(a, sm_scale, *st);
   auto s = static_cast<cudaStream_t>(stream);
-  switch (a.kv.format) {
-    case KvFormat::kModel1Fp8:
-      if (!try_launch_sm90<portable::FormatModel1Fp8>(p, s, *st)) {
-        portable::launch_sparse_decode<portable::FormatModel1Fp8>(p, s, st->device, config);
+  with_format(a, [&](auto tag) {
+    using Format = typename decltype(tag)::type;
+#if MODEL1_WITH_SM90A
+    if constexpr (kIsFp8Format<Format>) {
+      if (choose_kernel<Format>(p, *st) == DecodeKernel::kSm90a) {
+        sm90::launch_sparse_decode<Format>(p, s, st->device);
+        return;
       }
-      break;
-    case KvFormat::kV32Fp8:
-      if (!try_launch_sm90<portable::FormatV32Fp8>(p, s, *st)) {
-        portable::launch_sparse_decode<portable::FormatV32Fp8>(p, s, st->device, config);
-      }
-      break;
-    case KvFormat::kBf16:
-      if (a.q.shape[3] == 512) {
-        portable::launch_sparse_decode<portable::FormatBf16<512>>(p, s, st->device, config);
-      } else {
-        portable::launch_sparse_decode<portable::FormatBf16<576>>(p, s, st->device, config);
-      }
-      break;
-    default:
-      MODEL1_THROW("kv.format", "model1_fp8, v32_fp8 or bf16",
-                   "format code " + std::to_string(static_cast<int>(a.kv.format)));
-  }
+    }
+#endif
+    portable::launch_sparse_decode<Format>(p, s, st->device, st->config);
+  });
   if (p.max_splits > 1) {
     const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
     const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
