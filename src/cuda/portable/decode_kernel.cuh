@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "cuda/common/decode_epilogue.cuh"
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
 #include "cuda/portable/decode_traits.cuh"
@@ -743,43 +744,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
     }
     const int h = g * T::kRows + row_group * 16 + r0 + 8 * r;
     if (h >= p.h_q) continue;
-    // NOTE: exactly 0 only when no valid key was seen (the running max key adds exp2(0) = 1);
-    // a NaN logit of a valid key makes l NaN and propagates, as in the CPU backend.
-    const bool empty = l_total == 0.0f;
-    const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;  // [b, s_q, h_q]
-    const float lse2 = st.m[mt][r] + log2f(l_total);
-    if (direct) {
-      const float lse = lse2 * kLn2;
-      float factor = 1.0f / l_total;
-      if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
-      uint16_t* out_row = p.out + row * T::kDV;  // [512]
-#pragma unroll
-      for (int t = 0; t < T::kOTiles; ++t) {
-        const int d = dim_base + t * 8 + 2 * (lane & 3);
-        const uint32_t v =
-            empty ? 0u : pack_bf16x2(st.o[mt][t][2 * r] * factor, st.o[mt][t][2 * r + 1] * factor);
-        if (p.out_aligned8) {
-          *reinterpret_cast<uint32_t*>(out_row + d) = v;
-        } else {
-          out_row[d] = static_cast<uint16_t>(v & 0xffffu);
-          out_row[d + 1] = static_cast<uint16_t>(v >> 16);
-        }
-      }
-      if (pv_part == 0 && (lane & 3) == 0) p.lse[row] = empty ? INFINITY : lse;
-    } else {
-      const float factor = 1.0f / l_total;
-      float* po = p.partial_o + (row * p.max_splits + split) * T::kDV;  // [512]
-#pragma unroll
-      for (int t = 0; t < T::kOTiles; ++t) {
-        const int d = dim_base + t * 8 + 2 * (lane & 3);
-        const float2 v = empty ? make_float2(0.0f, 0.0f)
-                               : make_float2(st.o[mt][t][2 * r] * factor, st.o[mt][t][2 * r + 1] * factor);
-        *reinterpret_cast<float2*>(po + d) = v;
-      }
-      if (pv_part == 0 && (lane & 3) == 0) {
-        p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
-      }
-    }
+    write_decode_row<T::kOTiles>(
+        p, i, j, h, split, direct, st.m[mt][r], l_total, pv_part == 0 && (lane & 3) == 0,
+        [&](int t) { return dim_base + t * 8 + 2 * (lane & 3); },
+        [&](int t) { return make_float2(st.o[mt][t][2 * r], st.o[mt][t][2 * r + 1]); });
   }
 }
 

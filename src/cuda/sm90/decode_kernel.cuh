@@ -1,6 +1,6 @@
-// model1 CUDA Hopper (sm_90a) sparse decode kernel: warp-specialized (a producer
-// warpgroup gathers and dequantizes, two consumer warpgroups run wgmma), online softmax in base
-// 2, the same split-KV schedule, partial layout and combine as the portable kernels
+// model1 CUDA Hopper (sm_90a) sparse decode kernel: warp-specialized (two producer
+// warpgroups gather and dequantize, two consumer warpgroups run wgmma), online softmax in base
+// 2, the same split-KV schedule, partial layout, epilogue and combine as the portable kernels
 // (MODEL1.md section 3). Compiled only for sm_90a.
 //
 // Per chunk of 64 candidate keys (main cache first, then the extra cache):
@@ -20,6 +20,7 @@
 
 #include <cstdint>
 
+#include "cuda/common/decode_epilogue.cuh"
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
 #include "cuda/portable/decode_kernel.cuh"
@@ -583,39 +584,10 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
     const float l_total = sm.red_sum(0)[row_in_cta] + sm.red_sum(1)[row_in_cta];
     const int h = g * T::kRows + row_in_cta;
     if (h >= p.h_q) continue;
-    // NOTE: exactly 0 only when no valid key was seen; a NaN logit makes it NaN (as the CPU).
-    const bool empty = l_total == 0.0f;
-    const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;  // [b, s_q, h_q]
-    const float lse2 = m[r] + log2f(l_total);
-    if (direct) {
-      const float lse = lse2 * kLn2;
-      float factor = 1.0f / l_total;
-      if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
-      uint16_t* out_row = p.out + row * T::kDV;
-#pragma unroll
-      for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
-        const int d = dim_base + nb * 8 + 2 * (lane % 4);
-        const uint32_t v = empty ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * factor, o[4 * nb + 2 * r + 1] * factor);
-        if (p.out_aligned8) {
-          *reinterpret_cast<uint32_t*>(out_row + d) = v;
-        } else {
-          out_row[d] = static_cast<uint16_t>(v & 0xffffu);
-          out_row[d + 1] = static_cast<uint16_t>(v >> 16);
-        }
-      }
-      if (wg == 0 && lane % 4 == 0) p.lse[row] = empty ? INFINITY : lse;
-    } else {
-      const float factor = 1.0f / l_total;
-      float* po = p.partial_o + (row * p.max_splits + split) * T::kDV;
-#pragma unroll
-      for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
-        const int d = dim_base + nb * 8 + 2 * (lane % 4);
-        const float2 v = empty ? make_float2(0.0f, 0.0f)
-                               : make_float2(o[4 * nb + 2 * r] * factor, o[4 * nb + 2 * r + 1] * factor);
-        *reinterpret_cast<float2*>(po + d) = v;
-      }
-      if (wg == 0 && lane % 4 == 0) p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
-    }
+    write_decode_row<T::kDimsPerConsumer / 8>(
+        p, i, j, h, split, direct, m[r], l_total, wg == 0 && lane % 4 == 0,
+        [&](int nb) { return dim_base + nb * 8 + 2 * (lane % 4); },
+        [&](int nb) { return make_float2(o[4 * nb + 2 * r], o[4 * nb + 2 * r + 1]); });
   }
 }
 

@@ -1,0 +1,59 @@
+// model1 CUDA: the last step of a split-KV decode CTA, shared by the portable and the sm_90a
+// kernels: one finished head row -> `out` and `lse` (the request's only split: the sink
+// applied) or the split's partial row and base-2 lse (combined later by combine_kernel).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/decode_params.h"
+#include "cuda/common/numerics.cuh"
+
+namespace model1::cuda {
+
+/// Writes this thread's kPairs column pairs of head `h` of (request i, token j, split).
+/// `m`: the row's running maximum (base 2); `l_total`: its total sum of exp2(logit - m);
+/// `col(t)`: the first column of pair t; `pair(t)`: the pair's unnormalized O values (float2);
+/// `writes_lse`: this thread writes the row's lse (one thread per row).
+/// NOTE: l_total is exactly 0 only when no valid key was seen (the running max key adds
+/// exp2(0) = 1); a NaN logit of a valid key makes it NaN and propagates, as in the CPU backend.
+template <int kPairs, class Col, class Pair>
+__device__ __forceinline__ void write_decode_row(const DecodeParams& p, int i, int j, int h, int split,
+                                                 bool direct, float m, float l_total, bool writes_lse,
+                                                 Col&& col, Pair&& pair) {
+  constexpr int kDV = 512;
+  const bool empty = l_total == 0.0f;
+  const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;  // [b, s_q, h_q]
+  const float lse2 = m + log2f(l_total);
+  if (direct) {
+    const float lse = lse2 * kLn2;
+    float factor = 1.0f / l_total;
+    if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
+    uint16_t* out_row = p.out + row * kDV;  // [512]
+#pragma unroll
+    for (int t = 0; t < kPairs; ++t) {
+      const int d = col(t);
+      const float2 o = pair(t);
+      const uint32_t v = empty ? 0u : pack_bf16x2(o.x * factor, o.y * factor);
+      if (p.out_aligned8) {
+        *reinterpret_cast<uint32_t*>(out_row + d) = v;
+      } else {
+        out_row[d] = static_cast<uint16_t>(v & 0xffffu);
+        out_row[d + 1] = static_cast<uint16_t>(v >> 16);
+      }
+    }
+    if (writes_lse) p.lse[row] = empty ? INFINITY : lse;
+  } else {
+    const float factor = 1.0f / l_total;
+    float* po = p.partial_o + (row * p.max_splits + split) * kDV;  // [512]
+#pragma unroll
+    for (int t = 0; t < kPairs; ++t) {
+      const int d = col(t);
+      const float2 o = pair(t);
+      *reinterpret_cast<float2*>(po + d) =
+          empty ? make_float2(0.0f, 0.0f) : make_float2(o.x * factor, o.y * factor);
+    }
+    if (writes_lse) p.partial_lse[row * p.max_splits + split] = empty ? -INFINITY : lse2;
+  }
+}
+
+}  // namespace model1::cuda
