@@ -1,4 +1,4 @@
-// model1 CUDA: the only inline PTX of the backend, one small named wrapper per instruction.
+// model1 CUDA: the inline PTX of the portable (sm_80+) kernels, one small named wrapper per
 // Every wrapper that touches shared memory carries the "memory" clobber so the compiler never
 // moves it across a barrier.
 #pragma once
