@@ -1,4 +1,4 @@
-// model1 CUDA: the inline PTX of the portable (sm_80+) kernels, one small named wrapper per
+// model1 CUDA: the inline PTX of the portable (sm_80+) kernels, one named wrapper per instruction.
 // Every wrapper that touches shared memory carries the "memory" clobber so the compiler never
 // moves it across a barrier.
 #pragma once
