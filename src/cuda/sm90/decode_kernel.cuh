@@ -89,17 +89,18 @@ __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
   return c;
 }
 
-/// Q rows (64 heads of head group g) -> the swizzled Q tile, by the consumer warpgroups while
-/// the producer starts gathering. NOTE: a batch of loads is issued before any store (one
+/// Q rows first_row .. first_row + 63 of one token (`q_rows`: its first head, `stride_h`
+/// elements between heads) -> the swizzled Q tile, by the consumer warpgroups while the
+/// producers start gathering. NOTE: a batch of loads is issued before any store (one
 /// load-store pair per iteration would pay a full global-memory latency each).
 template <class T>
-__device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, int g) {
+__device__ __forceinline__ void load_q_rows(const Smem<T>& sm, const uint16_t* q_rows, int64_t stride_h,
+                                            int first_row, bool aligned16) {
   constexpr int kChunksPerRow = T::kDQk / 8;  // 16-byte chunks
   constexpr int kItems = T::kRows * kChunksPerRow;
   static_assert(kItems % T::kConsumerThreads == 0, "whole Q items per consumer thread");
   constexpr int kPerThread = kItems / T::kConsumerThreads;  // 16 or 18
   constexpr int kBatch = kPerThread / 2;
-  const uint16_t* q_rows = p.q + i * p.q_stride_b + j * p.q_stride_s;
 #pragma unroll
   for (int b0 = 0; b0 < kPerThread; b0 += kBatch) {
     uint4 v[kBatch];
@@ -107,7 +108,7 @@ __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, i
     for (int u = 0; u < kBatch; ++u) {
       const int item = threadIdx.x + (b0 + u) * T::kConsumerThreads;
       const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-      v[u] = load_bf16x8(q_rows + (g * T::kRows + r) * p.q_stride_h + c * 8, p.q_aligned16);
+      v[u] = load_bf16x8(q_rows + (first_row + r) * stride_h + c * 8, aligned16);
     }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
@@ -116,6 +117,12 @@ __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, i
       *reinterpret_cast<uint4*>(sm.q() + (c / 8) * T::kBlockBytes + swizzle_offset(r, c % 8)) = v[u];
     }
   }
+}
+
+/// Decode: the 64 heads of head group g of (request i, token j).
+template <class T>
+__device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, int g) {
+  load_q_rows<T>(sm, p.q + i * p.q_stride_b + j * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
 }
 
 /// 16 e4m3 codes (bytes of `w`, low first) times `scale` -> 8 bf16x2 words, exactly and
@@ -408,32 +415,28 @@ __device__ __forceinline__ float (&o_half(float (&o)[128]))[64] {
   return *reinterpret_cast<float(*)[64]>(o + 64 * h);
 }
 
-/// Consumer warpgroup `wg` (0 or 1): the chunk loop, then the outputs of its 256 columns.
-template <class T>
-__device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begin, int chunk_end) {
+/// The consumer main loop of warpgroup `wg` (0 or 1) over chunks chunk_begin .. chunk_end - 1
+/// (the Q tile is in shared memory): per chunk, S = Q K^T for its 32 keys, the masked online
+/// softmax shared with the other consumer warpgroup, and O[:, 256 wg ..] += P V. Leaves O
+/// unnormalised, m the running row maxima (base-2 logits, -inf while no valid key was seen)
+/// and l this warpgroup's row sums. Used by the decode and prefill kernels.
+/// kFenceAfterFull: the key tiles arrive by cp.async (prefill), whose writes reach the wgmma
+/// operand reads (async proxy) through a proxy fence after the full barrier's acquire; the
+/// decode producers fence before they arrive.
+template <class T, bool kFenceAfterFull = false>
+__device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int chunk_begin, int chunk_end,
+                                               float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
+                                               float (&l)[2]) {
   const int wg = threadIdx.x / 128;
   const int wt = threadIdx.x % 128;
   const int warp = wt / 32, lane = wt % 32;
   const int r0 = warp * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
-  const float scale_log2 = p.scale_log2;
-
-  float o[T::kDimsPerConsumer / 2];  // 64 x 256 f32 over the warpgroup: 128 per thread
-#pragma unroll
-  for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) o[e] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY};  // running max of base-2 logits, rows r0, r0 + 8
-  float l[2] = {0.0f, 0.0f};            // running sums over this warpgroup's keys
-
-  {
-    const CtaCoord cc = cta_coord(p);
-    load_q<T>(sm, p, cc.i, cc.j, cc.g);
-  }
-  ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
-  ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
   const uint32_t q_base = ptx::smem_addr(sm.q());
   const uint32_t p_base = ptx::smem_addr(sm.p());
   PipelineState<T::kStages> ps;
   for (int c = chunk_begin; c < chunk_end; ++c) {
     ptx::mbarrier_wait(sm.full_bar(ps.stage), ps.phase);
+    if constexpr (kFenceAfterFull) ptx::fence_proxy_async_smem();
     const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(ps.stage)));
     const uint32_t q_addr = ptx::opaque(q_base);
 
@@ -554,16 +557,16 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
     ps.advance();
   }
 
-  // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----
-  // NOTE: the CTA's coordinates are recomputed here rather than kept live through the loop.
-  const CtaCoord cc = cta_coord(p);
-  const int i = cc.i, j = cc.j, g = cc.g, split = cc.split;
-  const int num_splits = request_schedule(clamp_length(p.topk_length, i, p.topk),
-                                          p.extra_indices != nullptr
-                                              ? clamp_length(p.extra_topk_length, i, p.extra_topk)
-                                              : 0,
-                                          p.split_chunks)
-                             .num_splits;
+}
+
+/// After the main loop: each consumer warpgroup's row sums (over its keys) into red_sum(wg),
+/// visible to both consumer warpgroups on return; the total of row r is then
+/// red_sum(0)[r] + red_sum(1)[r], in that order (both warpgroups get the same bits).
+template <class T>
+__device__ __forceinline__ void publish_row_sums(const Smem<T>& sm, float (&l)[2]) {
+  const int wg = threadIdx.x / 128;
+  const int lane = threadIdx.x % 32;
+  const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -574,6 +577,42 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
     sm.red_sum(wg)[r0 + 8] = l[1];
   }
   ptx::named_barrier_sync(T::kBarrierMax, T::kConsumerThreads);
+}
+
+/// Consumer warpgroup `wg` (0 or 1): the chunk loop, then the outputs of its 256 columns.
+template <class T>
+__device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begin, int chunk_end) {
+  const int wg = threadIdx.x / 128;
+  const int wt = threadIdx.x % 128;
+  const int warp = wt / 32, lane = wt % 32;
+  const int r0 = warp * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
+  const float scale_log2 = p.scale_log2;
+
+  float o[T::kDimsPerConsumer / 2];  // 64 x 256 f32 over the warpgroup: 128 per thread
+#pragma unroll
+  for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) o[e] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY};  // running max of base-2 logits, rows r0, r0 + 8
+  float l[2] = {0.0f, 0.0f};            // running sums over this warpgroup's keys
+
+  {
+    const CtaCoord cc = cta_coord(p);
+    load_q<T>(sm, p, cc.i, cc.j, cc.g);
+  }
+  ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
+  ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
+  consume_chunks<T>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+
+  // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----
+  // NOTE: the CTA's coordinates are recomputed here rather than kept live through the loop.
+  const CtaCoord cc = cta_coord(p);
+  const int i = cc.i, j = cc.j, g = cc.g, split = cc.split;
+  const int num_splits = request_schedule(clamp_length(p.topk_length, i, p.topk),
+                                          p.extra_indices != nullptr
+                                              ? clamp_length(p.extra_topk_length, i, p.extra_topk)
+                                              : 0,
+                                          p.split_chunks)
+                             .num_splits;
+  publish_row_sums<T>(sm, l);
 
   const int dim_base = wg * T::kDimsPerConsumer;
   const bool direct = num_splits == 1;

@@ -9,27 +9,10 @@
 #include "cuda/common/cuda_check.h"
 #include "cuda/sm90/decode_kernel.cuh"
 #include "cuda/sm90/decode_launch.h"
+#include "cuda/sm90/device.h"
 #include "model1/error.h"
 
 namespace model1::cuda::sm90 {
-
-/// Compute capability of `device`, cached per device (read once).
-inline bool device_is_sm90(int device) {
-  static std::atomic<int> cached[64] = {};
-  if (device < 0 || device >= 64) return false;
-  int v = cached[device].load(std::memory_order_acquire);
-  if (v == 0) {
-    int major = 0, minor = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    v = major == 9 && minor == 0 ? 1 : 2;
-    cached[device].store(v, std::memory_order_release);
-  }
-  return v == 1;
-}
 
 template <class Format>
 bool supports(const DecodeParams& p, int device) {
