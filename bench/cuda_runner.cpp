@@ -235,7 +235,7 @@ Timing time_prefill(const PrefillWorkload& workload, const TimingOptions& option
   const SparsePrefillArgs args = mirror_prefill(workload.args(), tensors);
   const Stream stream;
   Timing t = time_launches(options, stream, [&] { sparse_prefill(args, stream.get()); });
-  t.kernel = "portable";  // NOTE: prefill has one kernel family so far (src/cuda/portable)
+  t.kernel = prefill_kernel_name(args);
   return t;
 }
 

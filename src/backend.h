@@ -74,6 +74,8 @@ void sparse_decode(const SparseDecodeArgs& args, float sm_scale,
 std::string decode_kernel_name(const SparseDecodeArgs& args, float sm_scale,
                                const detail::BackendPlanState& plan);
 void sparse_prefill(const SparsePrefillArgs& args, float sm_scale, void* stream);
+/// The kernel family sparse_prefill would launch (prefill_kernel_name in prefill.h).
+std::string prefill_kernel_name(const SparsePrefillArgs& args, float sm_scale);
 std::vector<GpuInfo> gpus_found();
 std::vector<std::string> archs_compiled();
 }  // namespace model1::cuda

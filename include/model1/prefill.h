@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 
 #include "model1/tensor.h"
 
@@ -23,5 +24,11 @@ struct SparsePrefillArgs {
 
 /// Validates (outputs untouched on error) and runs sparse prefill on the tensors' device.
 void sparse_prefill(const SparsePrefillArgs& args, void* stream = nullptr);
+
+/// Which kernel family sparse_prefill runs for `args` (same validation; nothing is launched):
+/// "cpu", "portable" (mma.sync, every GPU from sm_80), "portable-compact" (its shared-memory
+/// fallback) or "sm90a" (the Hopper wgmma kernel: sm_90 GPUs, 64 or 128 heads, 16-byte
+/// aligned kv rows; MODEL1_CUDA_PREFILL_KERNEL=portable forces the portable kernels).
+std::string prefill_kernel_name(const SparsePrefillArgs& args);
 
 }  // namespace model1

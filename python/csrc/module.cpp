@@ -327,7 +327,7 @@ NB_MODULE(_C, m) {
       [](nb::handle q, nb::handle kv, nb::handle indices, nb::handle topk_length,
          nb::handle attn_sink, std::optional<double> sm_scale, int d_v, nb::handle out,
          nb::handle max_logits, nb::handle lse, StreamHandle stream,
-         bool sync_producers) {
+         bool sync_producers, bool kernel_name_only) -> std::optional<std::string> {
         TensorImporter imp(stream, sync_producers);
         SparsePrefillArgs args;
         args.q = imp.tensor(q, "q", Access::kRead);
@@ -341,18 +341,23 @@ NB_MODULE(_C, m) {
         args.max_logits = imp.tensor(max_logits, "max_logits", Access::kWrite);
         args.lse = imp.tensor(lse, "lse", Access::kWrite);
         nb::gil_scoped_release release;
+        if (kernel_name_only) return model1::prefill_kernel_name(args);
         model1::sparse_prefill(args, imp.stream());
+        return std::nullopt;
       },
       "q"_a.none(), "kv"_a.none(), "indices"_a.none(), "topk_length"_a.none() = nb::none(),
       "attn_sink"_a.none() = nb::none(), "sm_scale"_a.none() = nb::none(), "d_v"_a = 512,
       "out"_a.none(), "max_logits"_a.none(), "lse"_a.none(), "stream"_a = 0, "sync_producers"_a = true,
+      "kernel_name_only"_a = false,
       (std::string("Sparse prefill (MODEL1.md section 4) into out, max_logits and lse.\n\n"
                    "q: bf16 [s_q, h_q, d_qk] (d_qk 512 or 576), last dim contiguous.\n"
                    "kv: bf16 [s_kv, d_qk] or [s_kv, 1, d_qk].\n"
                    "indices: int32 [s_q, topk] or [s_q, 1, topk]; valid iff 0 <= i < s_kv.\n"
                    "topk_length: optional int32 [s_q]. attn_sink: optional f32 [h_q].\n"
                    "sm_scale: None = 1 / sqrt(d_qk). d_v: must be 512.\n"
-                   "out: bf16 [s_q, h_q, 512]; max_logits, lse: f32 [s_q, h_q]; all written.\n") +
+                   "out: bf16 [s_q, h_q, 512]; max_logits, lse: f32 [s_q, h_q]; all written.\n"
+                   "kernel_name_only: validate only and return the kernel family the call would run "
+                   "(nothing written).\n") +
        kStreamDoc)
           .c_str());
 }

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from . import _C
 from ._api import (DecodePlan, KvCache, decode_kernel_name, dequantize_cache, empty_cache,
-                   plan_decode, quantize_cache, sparse_decode, sparse_prefill, store_tokens)
+                   plan_decode, prefill_kernel_name, quantize_cache, sparse_decode, sparse_prefill,
+                   store_tokens)
 from ._error import Error
 
 __version__: str = _C.version()
@@ -28,6 +29,7 @@ __version__: str = _C.version()
 __all__ = [
     "Error", "KvCache", "DecodePlan", "empty_cache", "quantize_cache", "store_tokens",
     "dequantize_cache", "plan_decode", "sparse_decode", "decode_kernel_name", "sparse_prefill",
+    "prefill_kernel_name",
     "version",
     "cuda_compiled", "cuda_archs", "gpus", "kv_bytes_per_token", "kv_min_page_stride",
     "__version__",

@@ -19,6 +19,7 @@ from ._error import Error
 __all__ = [
     "KvCache", "DecodePlan", "empty_cache", "quantize_cache", "store_tokens",
     "dequantize_cache", "plan_decode", "sparse_decode", "decode_kernel_name", "sparse_prefill",
+    "prefill_kernel_name",
 ]
 
 DecodePlan = _C.DecodePlan
@@ -312,6 +313,19 @@ def decode_kernel_name(q: Any, kv: Any, indices: Any, topk_length: Any = None,
     return name
 
 
+def _prefill_outputs(q: Any, d_v: int, out: Any, max_logits: Any, lse: Any) -> Tuple[Any, Any, Any]:
+    """The prefill outputs: the given ones, or new arrays like q (out bf16 ``[s_q, h_q, d_v]``,
+    max_logits and lse f32 ``[s_q, h_q]``)."""
+    q_shape = shape_of(q, "q")
+    if out is None:
+        out = empty(q, q_shape[:2] + (int(d_v),), "bf16", "out")
+    if max_logits is None:
+        max_logits = empty(q, q_shape[:2], "f32", "max_logits")
+    if lse is None:
+        lse = empty(q, q_shape[:2], "f32", "lse")
+    return out, max_logits, lse
+
+
 def sparse_prefill(q: Any, kv: Any, indices: Any, topk_length: Any = None,
                    attn_sink: Any = None, sm_scale: Optional[float] = None, d_v: int = 512, *,
                    out: Any = None, max_logits: Any = None, lse: Any = None,
@@ -334,14 +348,23 @@ def sparse_prefill(q: Any, kv: Any, indices: Any, topk_length: Any = None,
         ``(out, max_logits, lse)``: max_logits is the largest sm_scale-scaled logit (-inf with
         no valid key); lse the natural-log sum (+inf with no valid key); both exclude the sink.
     """
-    q_shape = shape_of(q, "q")
-    if out is None:
-        out = empty(q, q_shape[:2] + (int(d_v),), "bf16", "out")
-    if max_logits is None:
-        max_logits = empty(q, q_shape[:2], "f32", "max_logits")
-    if lse is None:
-        lse = empty(q, q_shape[:2], "f32", "lse")
+    out, max_logits, lse = _prefill_outputs(q, d_v, out, max_logits, lse)
     _C.sparse_prefill(q, kv, indices, topk_length, attn_sink,
                       None if sm_scale is None else float(sm_scale), int(d_v), out, max_logits,
                       lse, **default_stream(stream, q))
     return out, max_logits, lse
+
+
+def prefill_kernel_name(q: Any, kv: Any, indices: Any, topk_length: Any = None,
+                        attn_sink: Any = None, sm_scale: Optional[float] = None, d_v: int = 512, *,
+                        out: Any = None, max_logits: Any = None, lse: Any = None,
+                        stream: Any = None) -> str:
+    """Which kernel family :func:`sparse_prefill` runs for these arguments, with the same
+    validation and nothing written or launched: ``"cpu"``, ``"portable"`` (every NVIDIA GPU from
+    sm_80), ``"portable-compact"`` (its small-shared-memory configuration) or ``"sm90a"`` (the
+    Hopper kernel: H100/H200, 64 or 128 heads, 16-byte aligned kv rows). Arguments as in
+    :func:`sparse_prefill`."""
+    out, max_logits, lse = _prefill_outputs(q, d_v, out, max_logits, lse)
+    return _C.sparse_prefill(q, kv, indices, topk_length, attn_sink,
+                             None if sm_scale is None else float(sm_scale), int(d_v), out,
+                             max_logits, lse, **default_stream(stream, q), kernel_name_only=True)

@@ -19,7 +19,10 @@ using detail::check_last_dim_contiguous;
 using detail::check_rank;
 using detail::check_same_device;
 
-void sparse_prefill(const SparsePrefillArgs& a, void* stream) {
+namespace {
+
+/// Every check of sparse_prefill (outputs untouched on error); returns the resolved sm_scale.
+float validate_prefill(const SparsePrefillArgs& a) {
   // q: bf16 [s_q, h_q, d_qk]
   check_data(a.q, "q");
   check_dtype(a.q, "q", DType::kBF16);
@@ -100,6 +103,24 @@ void sparse_prefill(const SparsePrefillArgs& a, void* stream) {
   check_same_device(a.max_logits, "max_logits", a.q, "q");
   check_same_device(a.lse, "lse", a.q, "q");
 
+  return sm_scale;
+}
+
+}  // namespace
+
+std::string prefill_kernel_name(const SparsePrefillArgs& a) {
+  const float sm_scale = validate_prefill(a);
+  if (a.q.device == Device::kCPU) return "cpu";
+#ifdef MODEL1_WITH_CUDA
+  return cuda::prefill_kernel_name(a, sm_scale);
+#else
+  (void)sm_scale;
+  return "none";
+#endif
+}
+
+void sparse_prefill(const SparsePrefillArgs& a, void* stream) {
+  const float sm_scale = validate_prefill(a);
   if (a.q.device == Device::kCPU) {
     cpu::sparse_prefill(a, sm_scale);
     return;

@@ -307,6 +307,10 @@ void sparse_prefill(const SparsePrefillArgs& a, float sm_scale, void* stream) {
   sparse_prefill_portable(a, sm_scale, stream);  // src/cuda/prefill_portable.cu
 }
 
+std::string prefill_kernel_name(const SparsePrefillArgs& a, float sm_scale) {
+  return sparse_prefill_kernel_name(a, sm_scale);
+}
+
 std::vector<GpuInfo> gpus_found() {
   std::vector<GpuInfo> gpus;
   int count = 0;

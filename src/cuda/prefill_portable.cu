@@ -1,7 +1,8 @@
-// model1 CUDA backend: host launcher of the portable sparse prefill kernels
-// (src/cuda/portable/prefill_*.cuh). Arguments arrive validated by src/api; this file turns
-// them into a PrefillParams block, picks the configuration the device can hold (pipeline
-// depth, heads per CTA) and dispatches on d_qk.
+// model1 CUDA backend: host launcher of the sparse prefill kernels: the portable ones
+// (src/cuda/portable/prefill_*.cuh) and, on sm_90 GPUs, the Hopper kernel (src/cuda/sm90/).
+// Arguments arrive validated by src/api; this file turns them into a PrefillParams block,
+// picks the kernel and the configuration the device can hold (pipeline depth, heads per CTA)
+// and dispatches on d_qk.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -13,6 +14,9 @@
 #include "cuda/portable/prefill_dispatch.h"
 #include "cuda/portable/prefill_launch.h"
 #include "cuda/portable/prefill_params.h"
+#ifdef MODEL1_WITH_SM90A
+#include "cuda/sm90/prefill_launch.h"
+#endif
 #include "model1/error.h"
 
 namespace model1::cuda {
@@ -61,8 +65,8 @@ PrefillParams make_params(const SparsePrefillArgs& a, float sm_scale) {
   return p;
 }
 
-/// The three configurations, largest shared memory first.
-enum class Config { kDouble, kSingle, kCompact };
+/// The three portable configurations, largest shared memory first, and the Hopper kernel.
+enum class Config { kDouble, kSingle, kCompact, kSm90 };
 
 int smem_bytes(int d_qk, int h_q, Config config) {
   if (d_qk == 512) {
@@ -70,6 +74,7 @@ int smem_bytes(int d_qk, int h_q, Config config) {
       case Config::kDouble: return portable::sparse_prefill_smem_bytes<512, 2>(h_q);
       case Config::kSingle: return portable::sparse_prefill_smem_bytes<512, 1>(h_q);
       case Config::kCompact: break;
+      case Config::kSm90: return 0;  // the sm_90a kernel checks its own (prefill_supports)
     }
     portable::sparse_prefill_smem_bytes<512, 1>(h_q);  // rejects unsupported h_q
     return portable::sparse_prefill_compact_smem_bytes<512>();
@@ -79,6 +84,7 @@ int smem_bytes(int d_qk, int h_q, Config config) {
       case Config::kDouble: return portable::sparse_prefill_smem_bytes<576, 2>(h_q);
       case Config::kSingle: return portable::sparse_prefill_smem_bytes<576, 1>(h_q);
       case Config::kCompact: break;
+      case Config::kSm90: return 0;
     }
     portable::sparse_prefill_smem_bytes<576, 1>(h_q);  // rejects unsupported h_q
     return portable::sparse_prefill_compact_smem_bytes<576>();
@@ -101,6 +107,60 @@ bool prefill_compact_forced() {
     return true;
   }();
   return value;
+}
+
+/// MODEL1_CUDA_PREFILL_KERNEL unset, empty or "auto": the sm_90a kernel where it applies;
+/// "portable": the portable kernels everywhere (tests, comparisons). Read on every call.
+bool prefill_portable_forced() {
+  const char* env = std::getenv("MODEL1_CUDA_PREFILL_KERNEL");
+  if (env == nullptr || *env == '\0') return false;
+  const std::string v = env;
+  if (v == "auto") return false;
+  MODEL1_CHECK(v == "portable", "MODEL1_CUDA_PREFILL_KERNEL", "'auto', 'portable' or unset", "'" + v + "'");
+  return true;
+}
+
+/// True when the sm_90a kernel serves this call (kAuto only).
+bool use_sm90(const PrefillParams& p, int d_qk, int device, PrefillPipeline pipeline) {
+#ifdef MODEL1_WITH_SM90A
+  if (pipeline != PrefillPipeline::kAuto || prefill_portable_forced()) return false;
+  return d_qk == 512 ? sm90::prefill_supports<512>(p, device) : sm90::prefill_supports<576>(p, device);
+#else
+  (void)p, (void)d_qk, (void)device, (void)pipeline;
+  return false;
+#endif
+}
+
+/// The one decision of which kernel and configuration run (launch and kernel name).
+Config choose_config(const PrefillParams& p, int d_qk, int h_q, int device, PrefillPipeline pipeline) {
+  const int smem_optin = device_smem_optin(device, kOp);
+  Config config = Config::kDouble;  // also for kDoubleBuffered
+  if (pipeline == PrefillPipeline::kSingleBuffered) config = Config::kSingle;
+  if (pipeline == PrefillPipeline::kCompact) config = Config::kCompact;
+  if (pipeline == PrefillPipeline::kAuto) {
+    // NOTE: the compact configuration where forced (MODEL1_CUDA_PREFILL_CONFIG); else the
+    // sm_90a kernel where it applies; else the largest portable configuration that fits: double-buffered, single-buffered with the same heads per CTA (bitwise the same
+    // results), else 16 heads per CTA (same values up to the last bits: another summation
+    // order of the row sums).
+    if (prefill_compact_forced()) {
+      config = Config::kCompact;
+    } else if (use_sm90(p, d_qk, device, pipeline)) {
+      return Config::kSm90;
+    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kDouble)) {
+      config = Config::kDouble;  // smem_bytes also rejects unsupported d_qk / h_q
+    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kSingle)) {
+      config = Config::kSingle;
+    } else {
+      config = Config::kCompact;
+    }
+  }
+  const int need = smem_bytes(d_qk, h_q, config);  // also rejects unsupported d_qk / h_q
+  MODEL1_CHECK(smem_optin >= need, kOp,
+               "a GPU with at least " + std::to_string(need) +
+                   " bytes of shared memory per block (portable prefill, d_qk " +
+                   std::to_string(d_qk) + ", h_q " + std::to_string(h_q) + ")",
+               std::to_string(smem_optin) + " bytes on cuda:" + std::to_string(device));
+  return config;
 }
 
 }  // namespace
@@ -139,46 +199,47 @@ void sparse_prefill_portable(const SparsePrefillArgs& a, float sm_scale, void* s
   const int h_q = static_cast<int>(a.q.shape[1]);
 
   DeviceGuard guard(device, kOp);
-  const int smem_optin = device_smem_optin(device, kOp);
-  Config config = Config::kDouble;  // also for kDoubleBuffered
-  if (pipeline == PrefillPipeline::kSingleBuffered) config = Config::kSingle;
-  if (pipeline == PrefillPipeline::kCompact) config = Config::kCompact;
-  if (pipeline == PrefillPipeline::kAuto) {
-    // NOTE: the largest configuration that fits: double-buffered, single-buffered with the
-    // same heads per CTA (bitwise the same results), else 16 heads per CTA (same values up
-    // to the last bits: another summation order of the row sums).
-    if (prefill_compact_forced()) {
-      config = Config::kCompact;
-    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kDouble)) {
-      config = Config::kDouble;  // smem_bytes also rejects unsupported d_qk / h_q
-    } else if (smem_optin >= smem_bytes(d_qk, h_q, Config::kSingle)) {
-      config = Config::kSingle;
-    } else {
-      config = Config::kCompact;
-    }
-  }
-  const int need = smem_bytes(d_qk, h_q, config);  // also rejects unsupported d_qk / h_q
-  MODEL1_CHECK(smem_optin >= need, kOp,
-               "a GPU with at least " + std::to_string(need) +
-                   " bytes of shared memory per block (portable prefill, d_qk " +
-                   std::to_string(d_qk) + ", h_q " + std::to_string(h_q) + ")",
-               std::to_string(smem_optin) + " bytes on cuda:" + std::to_string(device));
-
   const PrefillParams p = make_params(a, sm_scale);
+  const Config config = choose_config(p, d_qk, h_q, device, pipeline);
   if (p.s_q == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
+#ifdef MODEL1_WITH_SM90A
+  if (config == Config::kSm90) {
+    if (d_qk == 512) {
+      sm90::launch_sparse_prefill<512>(p, s, device);
+    } else {
+      sm90::launch_sparse_prefill<576>(p, s, device);
+    }
+    return;
+  }
+#endif
   if (d_qk == 512) {
     switch (config) {
       case Config::kDouble: portable::launch_sparse_prefill<512, 2>(p, s, device); break;
       case Config::kSingle: portable::launch_sparse_prefill<512, 1>(p, s, device); break;
       case Config::kCompact: portable::launch_sparse_prefill_compact<512>(p, s, device); break;
+      case Config::kSm90: break;  // launched above
     }
   } else {
     switch (config) {
       case Config::kDouble: portable::launch_sparse_prefill<576, 2>(p, s, device); break;
       case Config::kSingle: portable::launch_sparse_prefill<576, 1>(p, s, device); break;
       case Config::kCompact: portable::launch_sparse_prefill_compact<576>(p, s, device); break;
+      case Config::kSm90: break;  // launched above
     }
+  }
+}
+
+std::string sparse_prefill_kernel_name(const SparsePrefillArgs& a, float sm_scale) {
+  MODEL1_CHECK(a.q.device == Device::kCUDA, "q.device", "a CUDA tensor", a.q.describe());
+  const int device = a.q.device_id;
+  DeviceGuard guard(device, kOp);
+  const PrefillParams p = make_params(a, sm_scale);
+  switch (choose_config(p, static_cast<int>(a.q.shape[2]), static_cast<int>(a.q.shape[1]), device,
+                        PrefillPipeline::kAuto)) {
+    case Config::kSm90: return "sm90a";
+    case Config::kCompact: return "portable-compact";
+    default: return "portable";
   }
 }
 

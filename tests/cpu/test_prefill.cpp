@@ -177,5 +177,21 @@ TEST(Prefill, RepeatedRunsAreBitwiseEqual) {
   EXPECT_EQ(std::memcmp(lse1.data(), p.lse().data(), lse1.size() * 4), 0);
 }
 
+TEST(Prefill, KernelNameOnTheCpu) {
+  PrefillCase c = base_case(512, 64, 90);
+  PrefillProblem p(c);
+  p.poison_outputs();
+  EXPECT_EQ(prefill_kernel_name(p.args()), "cpu");
+  // The same validation as sparse_prefill.
+  SparsePrefillArgs bad = p.args();
+  bad.d_v = 256;
+  try {
+    prefill_kernel_name(bad);
+    FAIL() << "no error for d_v 256";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "d_v");
+  }
+}
+
 }  // namespace
 }  // namespace model1::test

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -424,6 +425,12 @@ class Problem {
   }
 
   const Outputs& ref() const { return ref_; }
+
+  /// The kernel family a kAuto call runs on this problem (prefill_kernel_name).
+  std::string kernel_name() const {
+    return prefill_kernel_name(args(Device::kCUDA, 0, c_.s_q, out_dev_.get() + out_offset_, ml_dev_.get() + kGuard,
+                                    lse_dev_.get() + kGuard));
+  }
 
  private:
   Case c_;
@@ -1072,6 +1079,74 @@ TEST(PrefillCuda, CompactConfigurationRepeatableAndBatchInvariant) {
         << "max_logits of token " << j;
     EXPECT_EQ(std::memcmp(l.data(), all.lse.data() + j * h, l.size() * sizeof(float)), 0)
         << "lse of token " << j;
+  }
+}
+
+// ---- the Hopper (sm_90a) kernel ------------------------------------------------------------
+/// MODEL1_CUDA_PREFILL_CONFIG=compact: the automatic choice is the compact configuration.
+bool compact_forced() {
+  const char* config = std::getenv("MODEL1_CUDA_PREFILL_CONFIG");
+  return config != nullptr && std::string(config) == "compact";
+}
+
+/// True on an sm_90 GPU where the automatic choice may take the sm_90a kernel (a build with
+/// it, MODEL1_CUDA_PREFILL_KERNEL not forcing the portable kernels).
+bool sm90_expected() {
+  const char* forced = std::getenv("MODEL1_CUDA_PREFILL_KERNEL");
+  if (forced != nullptr && std::string(forced) == "portable") return false;
+  if (compact_forced()) return false;
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  const std::vector<std::string> archs = cuda_archs_compiled();
+  const bool built = std::find(archs.begin(), archs.end(), "sm_90a") != archs.end();
+  return built && major == 9 && minor == 0;
+}
+
+// Shapes the sm_90a kernel serves (64 / 128 heads, aligned kv rows) run it on sm_90 GPUs and
+// the portable kernels elsewhere; the rest always run the portable kernels.
+TEST(PrefillCuda, KernelNameFollowsShapes) {
+  SKIP_WITHOUT_GPU();
+  const bool hopper = sm90_expected();
+  for (int d : {512, 576}) {
+    for (int h : {16, 64, 128}) {
+      for (int64_t kv_pad : {int64_t{0}, int64_t{3}}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = 64;
+        c.kv_pad = kv_pad;  // d_qk + 3: rows no longer 16-byte aligned
+        SCOPED_TRACE(c.name());
+        Problem p(c);
+        const bool sm90 = hopper && h >= 64 && kv_pad == 0;
+        EXPECT_EQ(p.kernel_name(), sm90 ? "sm90a" : (compact_forced() ? "portable-compact" : "portable"));
+      }
+    }
+  }
+}
+
+// The sanitizer set (scripts/gpu-check runs compute-sanitizer on PrefillCudaSmall.*): both
+// head dims and head counts of the sm_90a kernel with a partial top-k length, invalid indices
+// and the sink, then the same problems on the portable kernel.
+TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    for (int h : {64, 128}) {
+      for (PrefillPipeline pipe : {PrefillPipeline::kAuto, PrefillPipeline::kDoubleBuffered}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = 150;
+        c.s_q = 3;
+        c.s_kv = 400;
+        c.topk_length = {150, 70, 0};
+        c.invalid_frac = 0.2;
+        c.sink = Sink::kFinite;
+        c.pipeline = pipe;
+        c.seed = seed_of(d, h, static_cast<int>(pipe));
+        run_case(c);
+      }
+    }
   }
 }
 

@@ -82,3 +82,14 @@ def test_prefill_d_v_must_be_512(rng):
     with pytest.raises(model1.Error) as e:
         model1.sparse_prefill(**args, d_v=256)
     assert e.value.argument == "d_v"
+
+
+def test_prefill_kernel_name(rng):
+    args, _ = make_problem(rng, 2, 16, 512, 20, 8)
+    assert model1.prefill_kernel_name(**args) == "cpu"
+    # The same validation as sparse_prefill, and nothing is written.
+    out = np.full((2, 16, 512), np.nan, BF16)
+    with pytest.raises(model1.Error) as e:
+        model1.prefill_kernel_name(**args, d_v=256, out=out)
+    assert e.value.argument == "d_v"
+    assert np.isnan(out.astype(np.float32)).all()

@@ -1,0 +1,50 @@
+// model1 CUDA Hopper (sm_90a) sparse prefill: the launcher template behind prefill_launch.h
+// (included only by the sm_90a instantiation files).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "cuda/common/cuda_check.h"
+#include "cuda/sm90/device.h"
+#include "cuda/sm90/prefill_kernel.cuh"
+#include "cuda/sm90/prefill_launch.h"
+#include "model1/error.h"
+
+namespace model1::cuda::sm90 {
+
+template <int kDQk>
+bool prefill_supports(const PrefillParams& p, int device) {
+  using T = PrefillTraits<kDQk>;
+  return (p.h_q == 64 || p.h_q == 128) && p.kv_aligned16 && device_is_sm90(device) &&
+         device_smem_optin(device, "sparse_prefill") >= T::kSmemBytes;
+}
+
+template <int kDQk>
+void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int device) {
+  using T = PrefillTraits<kDQk>;
+  static std::atomic<uint64_t> smem_raised{0};
+  ensure_smem_limit(sparse_prefill_sm90_kernel<T>, device, T::kSmemBytes, smem_raised, "sparse_prefill");
+  PrefillParams p = params;
+  MODEL1_CHECK(p.h_q == 64 || p.h_q == 128, "q.shape", "shape[1] (h_q) 64 or 128 (sm_90a kernel)",
+               std::to_string(p.h_q));
+  MODEL1_CHECK(p.kv_aligned16, "kv", "16-byte aligned rows (sm_90a kernel)", "unaligned rows");
+  p.num_head_groups = p.h_q / T::kRows;
+  const dim3 grid(static_cast<unsigned>(p.s_q), static_cast<unsigned>(p.num_head_groups));
+  sparse_prefill_sm90_kernel<T><<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
+  MODEL1_CUDA_CHECK_LAUNCH("sparse_prefill", "sparse_prefill_sm90_kernel");
+}
+
+template <int kDQk>
+int sparse_prefill_smem_bytes() {
+  return PrefillTraits<kDQk>::kSmemBytes;
+}
+
+}  // namespace model1::cuda::sm90
+
+#define MODEL1_INSTANTIATE_SM90_PREFILL(kDQk)                                                      \
+  template bool model1::cuda::sm90::prefill_supports<kDQk>(const model1::cuda::PrefillParams&, int); \
+  template void model1::cuda::sm90::launch_sparse_prefill<kDQk>(const model1::cuda::PrefillParams&, \
+                                                                cudaStream_t, int);                 \
+  template int model1::cuda::sm90::sparse_prefill_smem_bytes<kDQk>();

@@ -1,0 +1,77 @@
+// model1 CUDA Hopper (sm_90a) sparse prefill: the traits struct of one kernel configuration
+// (threads and roles, register budgets, tiles, shared-memory layout). The consumer side is the
+// decode kernel's (sm90/decode_kernel.cuh, consume_chunks), so the names it reads match
+// DecodeTraits.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/decode_params.h"
+
+namespace model1::cuda::sm90 {
+
+/// One CTA = 64 heads (one head group) of one query token. Three warpgroups:
+///   WG 0, 1  consumers, as in decode: S = Q K^T for 32 keys each (wgmma m64n32k16), the
+///            online softmax shared between them, O += P V for 256 value columns each;
+///   WG 2     producer: gathers the chunk's 64 bf16 key rows by cp.async (16-byte pieces,
+///            zero-filled and never read for an invalid index) straight into the
+///            128-byte-swizzled tile wgmma reads; no conversion, so one warpgroup keeps up.
+template <int kDQk_>
+struct PrefillTraits {
+  static constexpr int kDQk = kDQk_;
+  static constexpr int kDV = 512;  // V = the first 512 dims of a key row
+  static constexpr int kRows = 64;
+  static constexpr int kBlockN = 64;
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kProducerWarpgroups = 1;
+  static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
+  static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + kProducerThreads;
+  static constexpr int kKeysPerConsumer = kBlockN / kConsumerWarpgroups;  // S columns (32)
+  static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
+  // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
+  // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
+  static constexpr int kThreadsPerKeyGroup = 8;
+  static constexpr int kKeyGroups = kProducerThreads / kThreadsPerKeyGroup;  // 16
+  static constexpr int kKeysPerGroup = kBlockN / kKeyGroups;                // 4
+  // NOTE: registers: 65536 / 384 = 170 per thread at launch, 168 after rounding down to 8.
+  // The consumers hold O (128), S (16) and the softmax state; the producer a few addresses.
+  static constexpr int kConsumerRegs = 216;
+  static constexpr int kProducerRegs = 72;
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
+  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs,
+                "register budgets must fit the launch allocation (setmaxnreg.inc takes only released registers)");
+  static_assert(kProducerRegs % 8 == 0 && kConsumerRegs % 8 == 0, "setmaxnreg counts are multiples of 8");
+
+  // Shared memory: as DecodeTraits (bf16 tiles in 64-column blocks of [rows][128 bytes],
+  // 128-byte swizzle, 1024-byte aligned blocks).
+  static constexpr int kColBlocks = kDQk / 64;  // 8 or 9
+  static constexpr int kBlockBytes = 64 * 128;
+  static constexpr int kTileBytes = kColBlocks * kBlockBytes;
+  static constexpr int kStages = 2;
+  static constexpr int kQOffset = 0;
+  static constexpr int kKOffset = kQOffset + kTileBytes;
+  static constexpr int kPOffset = kKOffset + kStages * kTileBytes;
+  static constexpr int kValidOffset = kPOffset + kBlockBytes;
+  static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
+  static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
+  static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
+  static constexpr int kBarBytes = 2 * kStages * 8;  // full[kStages], empty[kStages]
+  static constexpr int kUsedBytes = kBarOffset + kBarBytes;
+  static constexpr int kAlign = 1024;
+  static constexpr int kSmemBytes = kUsedBytes + kAlign;
+  static constexpr int kMaxSmemBytes = 227 * 1024;
+  static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
+  static_assert(kDQk == 512 || kDQk == 576, "d_qk 512 or 576");
+  static_assert(kBlockN == kChunkKeys, "the consumer loop's 64-key tile");
+  static_assert(kBlockN % kKeyGroups == 0, "whole keys per producer group");
+  static_assert(kBarOffset % 8 == 0, "mbarrier alignment");
+  // The full barrier of a stage completes with two arrivals per producer thread: a plain one
+  // (after its validity flags) and one when its cp.async pieces have landed.
+  static constexpr int kFullArrivals = 2 * kProducerThreads;
+
+  static constexpr int kBarrierMax = 1;
+  static constexpr int kBarrierP = 2;
+};
+
+}  // namespace model1::cuda::sm90
