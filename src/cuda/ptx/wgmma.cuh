@@ -37,6 +37,14 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v) {
   return r;
 }
 
+/// `d` through a volatile move (64-bit): descriptors stepped with it stay one live value
+/// instead of being precomputed and hoisted.
+__device__ __forceinline__ uint64_t opaque64(uint64_t d) {
+  uint64_t r;
+  asm volatile("mov.b64 %0, %1;\n" : "=l"(r) : "l"(d));
+  return r;
+}
+
 /// Orders this thread's register accesses to `r` against the asynchronous wgmma (the
 /// compiler must neither cache nor move them across a wgmma fence/commit/wait).
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }

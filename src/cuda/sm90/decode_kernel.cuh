@@ -445,18 +445,21 @@ __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_lo
 #pragma unroll
     for (int e = 0; e < T::kKeysPerConsumer / 2; ++e) s[e] = 0.0f;
     ptx::wgmma_fence();
-    // NOTE: one column block per iteration, not unrolled: unrolled, ptxas hoists the 36
-    // loop-invariant Q descriptors out of the chunk loop into registers the accumulators need.
-#pragma unroll 1
-    for (int cb = 0; cb < T::kColBlocks; ++cb) {
-      const uint32_t off = cb * T::kBlockBytes;
-      uint64_t da = ptx::smem_desc_sw128(q_addr + off, 16, 1024);
-      uint64_t db = ptx::smem_desc_sw128(k_addr + wg * T::kKeysPerConsumer * 128 + off, 16, 1024);
+    // NOTE: fully unrolled, the descriptors stepped through a volatile move (opaque64): a
+    // loop over column blocks made ptxas insert a warpgroup.arrive per iteration, and plain
+    // unrolled descriptors get hoisted into registers the accumulators need.
+    {
+      uint64_t da = ptx::smem_desc_sw128(q_addr, 16, 1024);
+      uint64_t db = ptx::smem_desc_sw128(k_addr + wg * T::kKeysPerConsumer * 128, 16, 1024);
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
-        ptx::wgmma_m64n32k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
-        da = ptx::desc_advance(da, 32);
-        db = ptx::desc_advance(db, 32);
+      for (int cb = 0; cb < T::kColBlocks; ++cb) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
+          ptx::wgmma_m64n32k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
+          const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
+          da = ptx::opaque64(ptx::desc_advance(da, step));
+          db = ptx::opaque64(ptx::desc_advance(db, step));
+        }
       }
     }
     ptx::wgmma_commit();
