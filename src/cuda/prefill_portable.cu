@@ -62,6 +62,7 @@ PrefillParams make_params(const SparsePrefillArgs& a, float sm_scale) {
   p.max_logits = a.max_logits.ptr<float>();
   p.lse = a.lse.ptr<float>();
   p.out_aligned4 = aligned(p.out, 4);
+  p.out_aligned16 = aligned(p.out, 16);
   return p;
 }
 

@@ -179,6 +179,7 @@ struct Case {
   int64_t idx_pad = 0;  ///< indices row stride = topk + idx_pad
   bool rank3 = false;   ///< kv [s_kv, 1, d_qk] and indices [s_q, 1, topk]
   bool out_misaligned = false;  ///< out view 2 bytes past a 4-byte boundary
+  int64_t out_shift = 0;        ///< out view this many more elements on (2: 4-byte but not 16-byte aligned)
   PrefillPipeline pipeline = PrefillPipeline::kAuto;
   uint64_t seed = 1;
 
@@ -186,12 +187,12 @@ struct Case {
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "d_qk %d h_q %d s_q %lld s_kv %lld topk %d lengths %zu sink %d inv %.2f "
-                  "q_layout %d kv_pad %lld idx_pad %lld rank3 %d out_mis %d pipeline %d seed %llu",
+                  "q_layout %d kv_pad %lld idx_pad %lld rank3 %d out_mis %d out_shift %lld pipeline %d seed %llu",
                   d_qk, h_q, static_cast<long long>(s_q), static_cast<long long>(s_kv), topk,
                   topk_length.size(), static_cast<int>(sink), invalid_frac,
                   static_cast<int>(q_layout), static_cast<long long>(kv_pad),
                   static_cast<long long>(idx_pad), rank3, out_misaligned,
-                  static_cast<int>(pipeline), static_cast<unsigned long long>(seed));
+                  static_cast<long long>(out_shift), static_cast<int>(pipeline), static_cast<unsigned long long>(seed));
     return buf;
   }
 };
@@ -320,8 +321,8 @@ class Problem {
       sink_dev_ = DeviceBuffer<float>(sink_host_.size());
       sink_dev_.upload(sink_host_);
     }
-    out_offset_ = kGuard + (c.out_misaligned ? 1 : 0);
-    out_dev_ = DeviceBuffer<uint16_t>(static_cast<size_t>(out_elems() + 2 * kGuard + 1));
+    out_offset_ = kGuard + (c.out_misaligned ? 1 : 0) + c.out_shift;
+    out_dev_ = DeviceBuffer<uint16_t>(static_cast<size_t>(out_elems() + 2 * kGuard + 1 + c.out_shift));
     ml_dev_ = DeviceBuffer<float>(static_cast<size_t>(rows() + 2 * kGuard));
     lse_dev_ = DeviceBuffer<float>(static_cast<size_t>(rows() + 2 * kGuard));
   }
@@ -1144,6 +1145,21 @@ TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
         c.sink = Sink::kFinite;
         c.pipeline = pipe;
         c.seed = seed_of(d, h, static_cast<int>(pipe));
+        run_case(c);
+      }
+      // The sm_90a epilogue's other store paths: out 4-byte but not 16-byte aligned, and out
+      // 2 bytes off a 4-byte boundary.
+      for (int shift : {2, 0}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = 70;
+        c.s_q = 2;
+        c.s_kv = 300;
+        c.sink = Sink::kFinite;
+        c.out_shift = shift;
+        c.out_misaligned = shift == 0;
+        c.seed = seed_of(d, h, 7 + shift);
         run_case(c);
       }
     }

@@ -32,6 +32,7 @@ struct PrefillParams {
   bool q_aligned16 = true;   ///< q rows 16-byte aligned: 16-byte vector loads
   bool kv_aligned16 = true;  ///< kv rows 16-byte aligned: cp.async gathers
   bool out_aligned4 = true;  ///< out 4-byte aligned: bf16x2 stores
+  bool out_aligned16 = true;  ///< out 16-byte aligned: 16-byte stores (sm_90a epilogue)
 };
 
 }  // namespace model1::cuda

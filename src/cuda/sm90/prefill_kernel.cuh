@@ -101,6 +101,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
   for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) o[e] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY};
   float l[2] = {0.0f, 0.0f};
+  // NOTE: the sink of this thread's two heads, loaded now so the epilogue does not wait on it.
+  float sink[2] = {0.0f, 0.0f};
+  if (p.attn_sink != nullptr) {
+    sink[0] = __ldg(p.attn_sink + g * T::kRows + r0);
+    sink[1] = __ldg(p.attn_sink + g * T::kRows + r0 + 8);
+  }
   load_q_rows<T>(sm, p.q + i * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
   ptx::fence_proxy_async_smem();
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
@@ -108,35 +114,69 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
 
   // ---- epilogue: total row sums over both warpgroups, then out, max_logits, lse ----
   publish_row_sums<T>(sm, l);
+  float factor[2];
+  bool empty[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = r0 + 8 * r;
-    const int h = g * T::kRows + row;
     // NOTE: fixed order (warpgroup 0 + warpgroup 1): both warpgroups get the same bits.
     const float l_total = sm.red_sum(0)[row] + sm.red_sum(1)[row];
     // NOTE: l_total is exactly 0 iff no valid key was seen; NaN in referenced keys gives a
     // NaN sum, which must propagate rather than pass for an empty row.
-    const bool empty = l_total == 0.0f;
-    const float m2 = m[r];
-    const float lse = (m2 + log2f(l_total)) * kLn2;
-    float factor = 1.0f / l_total;
-    if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(__ldg(p.attn_sink + h) - lse));
-    const int64_t out_row = static_cast<int64_t>(i) * p.h_q + h;
-    uint16_t* dst = p.out + out_row * T::kDV + wg * T::kDimsPerConsumer + 2 * (lane % 4);
+    empty[r] = l_total == 0.0f;
+    const float lse = (m[r] + log2f(l_total)) * kLn2;
+    factor[r] = 1.0f / l_total;
+    if (p.attn_sink != nullptr) factor[r] *= 1.0f / (1.0f + expf(sink[r] - lse));
+    if (wg == 0 && lane % 4 == 0) {
+      const int64_t out_row = static_cast<int64_t>(i) * p.h_q + g * T::kRows + row;
+      p.lse[out_row] = empty[r] ? INFINITY : lse;
+      p.max_logits[out_row] = empty[r] ? -INFINITY : m[r] * kLn2;
+    }
+  }
+  // O row `row`, columns nb * 8 + 2 (lane % 4) + {0, 1} of this warpgroup, normalised, as bf16x2.
+  // NOTE: select, never multiply: an empty row's factor is inf or NaN.
+  auto out_pair = [&](int r, int nb) {
+    return empty[r] ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * factor[r], o[4 * nb + 2 * r + 1] * factor[r]);
+  };
+  uint16_t* out_rows = p.out + (static_cast<int64_t>(i) * p.h_q + g * T::kRows) * T::kDV;  // 64 rows
+  if (p.out_aligned16) {
+    // NOTE: staged through a key tile (free now: every chunk was consumed, the producer is
+    // done) in the 128-byte-swizzle layout, so the 4-byte fragment stores hit distinct banks,
+    // then written back as whole 16-byte pieces: every warp stores contiguous 512-byte runs.
+    uint8_t* stage = sm.k(0);
 #pragma unroll
-    for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
-      // NOTE: select, never multiply: an empty row's factor is inf or NaN.
-      const uint32_t v = empty ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * factor, o[4 * nb + 2 * r + 1] * factor);
-      if (p.out_aligned4) {
-        *reinterpret_cast<uint32_t*>(dst + nb * 8) = v;
-      } else {
-        dst[nb * 8] = static_cast<uint16_t>(v & 0xffffu);
-        dst[nb * 8 + 1] = static_cast<uint16_t>(v >> 16);
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
+        const int block = wg * (T::kDimsPerConsumer / 64) + nb / 8;
+        *reinterpret_cast<uint32_t*>(stage + block * T::kBlockBytes + swizzle_offset(r0 + 8 * r, nb % 8) +
+                                     4 * (lane % 4)) = out_pair(r, nb);
       }
     }
-    if (wg == 0 && lane % 4 == 0) {
-      p.lse[out_row] = empty ? INFINITY : lse;
-      p.max_logits[out_row] = empty ? -INFINITY : m2 * kLn2;
+    ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
+    constexpr int kChunksPerRow = T::kDV / 8;  // 16-byte pieces of a 512-wide bf16 row
+    constexpr int kPieces = T::kRows * kChunksPerRow / T::kConsumerThreads;
+#pragma unroll
+    for (int k = 0; k < kPieces; ++k) {
+      const int idx = static_cast<int>(threadIdx.x) + k * T::kConsumerThreads;
+      const int row = idx / kChunksPerRow, ch = idx % kChunksPerRow;
+      const uint4 v = *reinterpret_cast<const uint4*>(stage + (ch / 8) * T::kBlockBytes + swizzle_offset(row, ch % 8));
+      *reinterpret_cast<uint4*>(out_rows + row * T::kDV + ch * 8) = v;
+    }
+  } else {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      uint16_t* dst = out_rows + (r0 + 8 * r) * T::kDV + wg * T::kDimsPerConsumer + 2 * (lane % 4);
+#pragma unroll
+      for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
+        const uint32_t v = out_pair(r, nb);
+        if (p.out_aligned4) {
+          *reinterpret_cast<uint32_t*>(dst + nb * 8) = v;
+        } else {
+          dst[nb * 8] = static_cast<uint16_t>(v & 0xffffu);
+          dst[nb * 8 + 1] = static_cast<uint16_t>(v >> 16);
+        }
+      }
     }
   }
 }
