@@ -71,6 +71,9 @@ struct Smem {
   __device__ uint32_t empty_bar(int stage) const {
     return ptx::smem_addr(at(T::kBarOffset + (T::kStages + stage) * 8));
   }
+  /// P (and the rescale factors) of a chunk written by WG 0 / read by WG 1's P V.
+  __device__ uint32_t p_full_bar() const { return ptx::smem_addr(at(T::kBarOffset + 2 * T::kStages * 8)); }
+  __device__ uint32_t p_empty_bar() const { return ptx::smem_addr(at(T::kBarOffset + (2 * T::kStages + 1) * 8)); }
 };
 
 /// (request i, token j, split, head group g) of this CTA (blockIdx order of the grid).
@@ -415,118 +418,33 @@ __device__ __forceinline__ float (&o_half(float (&o)[128]))[64] {
   return *reinterpret_cast<float(*)[64]>(o + 64 * h);
 }
 
-/// The consumer main loop of warpgroup `wg` (0 or 1) over chunks chunk_begin .. chunk_end - 1
-/// (the Q tile is in shared memory): per chunk, S = Q K^T for its 32 keys, the masked online
-/// softmax shared with the other consumer warpgroup, and O[:, 256 wg ..] += P V. Leaves O
-/// unnormalised, m the running row maxima (base-2 logits, -inf while no valid key was seen)
-/// and l this warpgroup's row sums. Used by the decode and prefill kernels.
-/// kFenceAfterFull: the key tiles arrive by cp.async (prefill), whose writes reach the wgmma
-/// operand reads (async proxy) through a proxy fence after the full barrier's acquire; the
-/// decode producers fence before they arrive.
-template <class T, bool kFenceAfterFull = false>
-__device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int chunk_begin, int chunk_end,
-                                               float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
-                                               float (&l)[2]) {
-  const int wg = threadIdx.x / 128;
-  const int wt = threadIdx.x % 128;
-  const int warp = wt / 32, lane = wt % 32;
-  const int r0 = warp * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
-  const uint32_t q_base = ptx::smem_addr(sm.q());
-  const uint32_t p_base = ptx::smem_addr(sm.p());
-  PipelineState<T::kStages> ps;
-  for (int c = chunk_begin; c < chunk_end; ++c) {
-    ptx::mbarrier_wait(sm.full_bar(ps.stage), ps.phase);
+/// The register budget of this warpgroup's role: setmaxnreg from the launch allocation
+/// kFrom to kTo (nothing when equal).
+template <int kFrom, int kTo>
+__device__ __forceinline__ void set_max_regs() {
+  if constexpr (kTo > kFrom) {
+    ptx::setmaxnreg_inc<kTo>();
+  } else if constexpr (kTo < kFrom) {
+    ptx::setmaxnreg_dec<kTo>();
+  }
+}
+
+/// Helpers of the consumer warpgroups (warpgroup kWg of the CTA, rows r0 and r0 + 8 of each
+/// thread's accumulator fragments).
+template <class T, int kWg, bool kFenceAfterFull>
+struct ConsumerCtx {
+  const Smem<T>& sm;
+  int lane, r0;
+  __device__ explicit ConsumerCtx(const Smem<T>& s)
+      : sm(s), lane(threadIdx.x % 32), r0((threadIdx.x % 128) / 32 * 16 + lane / 4) {}
+  /// WG 0 -> WG 1: the O rescale factor of the current chunk per row.
+  __device__ float* alpha_smem() const { return sm.red_max(1); }
+  __device__ void wait_full(const PipelineState<T::kStages>& st) const {
+    ptx::mbarrier_wait(sm.full_bar(st.stage), st.phase);
     if constexpr (kFenceAfterFull) ptx::fence_proxy_async_smem();
-    const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(ps.stage)));
-    const uint32_t q_addr = ptx::opaque(q_base);
-
-    // ---- S = Q K^T for keys 32 wg .. 32 wg + 31 (K-major A and B) ----
-    float s[T::kKeysPerConsumer / 2];
-#pragma unroll
-    for (int e = 0; e < T::kKeysPerConsumer / 2; ++e) s[e] = 0.0f;
-    ptx::wgmma_fence();
-    // NOTE: fully unrolled, the descriptors stepped through a volatile move (opaque64): a
-    // loop over column blocks made ptxas insert a warpgroup.arrive per iteration, and plain
-    // unrolled descriptors get hoisted into registers the accumulators need.
-    {
-      uint64_t da = ptx::smem_desc_sw128(q_addr, 16, 1024);
-      uint64_t db = ptx::smem_desc_sw128(k_addr + wg * T::kKeysPerConsumer * 128, 16, 1024);
-#pragma unroll
-      for (int cb = 0; cb < T::kColBlocks; ++cb) {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
-          ptx::wgmma_m64n32k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
-          const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
-          da = ptx::opaque64(ptx::desc_advance(da, step));
-          db = ptx::opaque64(ptx::desc_advance(db, step));
-        }
-      }
-    }
-    ptx::wgmma_commit();
-    ptx::wgmma_wait<0>();
-#pragma unroll
-    for (int e = 0; e < T::kKeysPerConsumer / 2; ++e) ptx::fence_operand(s[e]);
-
-    // ---- mask (select, never multiply) and this warpgroup's row maxima ----
-    const uint8_t* valid = sm.valid(ps.stage);
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nb = 0; nb < T::kKeysPerConsumer / 8; ++nb) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = wg * T::kKeysPerConsumer + nb * 8 + 2 * (lane % 4) + e;
-        const bool ok = valid[col] != 0;
-        s[4 * nb + e] = ok ? s[4 * nb + e] * scale_log2 : -INFINITY;
-        s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] * scale_log2 : -INFINITY;
-        mx[0] = fmaxf(mx[0], s[4 * nb + e]);
-        mx[1] = fmaxf(mx[1], s[4 * nb + 2 + e]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    }
-    if (lane % 4 == 0) {
-      sm.red_max(wg)[r0] = mx[0];
-      sm.red_max(wg)[r0 + 8] = mx[1];
-    }
-    ptx::named_barrier_sync(T::kBarrierMax, T::kConsumerThreads);
-
-    // NOTE: both warpgroups compute the same new maxima (same inputs, same order).
-    float alpha[2], m_use[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float m_chunk = fmaxf(sm.red_max(0)[r0 + 8 * r], sm.red_max(1)[r0 + 8 * r]);
-      const float m_new = fmaxf(m[r], m_chunk);
-      // NOTE: while no valid key was seen m stays -inf; subtracting 0 keeps exp2 at 0.
-      m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m[r] - m_use[r]);
-      m[r] = m_new;
-    }
-
-    // ---- P = exp2(S - m) -> shared memory (bf16, K-major swizzled), row sums ----
-    float rowsum[2] = {0.0f, 0.0f};
-    uint8_t* sp = sm.p();
-#pragma unroll
-    for (int nb = 0; nb < T::kKeysPerConsumer / 8; ++nb) {
-      const float p0 = exp2f(s[4 * nb + 0] - m_use[0]);
-      const float p1 = exp2f(s[4 * nb + 1] - m_use[0]);
-      const float p2 = exp2f(s[4 * nb + 2] - m_use[1]);
-      const float p3 = exp2f(s[4 * nb + 3] - m_use[1]);
-      rowsum[0] += p0 + p1;
-      rowsum[1] += p2 + p3;
-      const int col = wg * T::kKeysPerConsumer + nb * 8 + 2 * (lane % 4);
-      const uint32_t in_chunk = (col % 8) * 2;
-      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(r0, col / 8) + in_chunk) = pack_bf16x2(p0, p1);
-      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(r0 + 8, col / 8) + in_chunk) = pack_bf16x2(p2, p3);
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rowsum[r];
-    ptx::fence_proxy_async_smem();
-    ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-
-    // ---- O *= alpha (skipped when exactly 1 for the whole warp: no bit changes) ----
+  }
+  /// O *= alpha (skipped when exactly 1 for the whole warp: no bit changes).
+  __device__ void rescale_o(float (&o)[T::kDimsPerConsumer / 2], const float (&alpha)[2]) const {
     if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
       for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
@@ -536,56 +454,251 @@ __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_lo
         o[4 * nb + 3] *= alpha[1];
       }
     }
+  }
+  /// B descriptor of P V k-step kk: value columns 256 kWg + 128 h .. of the tile at k_addr,
+  /// MN-major (dims contiguous), 16 keys.
+  __device__ uint64_t v_desc(uint32_t k_addr, int kk, int h) const {
+    return ptx::smem_desc_sw128(k_addr + (kWg * 4 + 2 * h) * T::kBlockBytes + kk * 16 * 128, T::kBlockBytes, 1024);
+  }
+};
 
-    // ---- O[:, 256 wg ..] += P V: A = P (K-major), B = V (N-major: dims contiguous) ----
+/// WG 1 of consume_chunks: P V for value columns 256..511.
+template <class T, bool kFenceAfterFull>
+__device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int chunk_begin, int chunk_end,
+                                                  float (&o)[T::kDimsPerConsumer / 2]) {
+  const ConsumerCtx<T, 1, kFenceAfterFull> cx(sm);
+  const uint32_t p_base = ptx::smem_addr(sm.p());
+  PipelineState<T::kStages> ps;
+  for (int c = chunk_begin; c < chunk_end; ++c) {
+    cx.wait_full(ps);  // completed already (WG 0 waited): makes the tile's bytes visible here
+    ptx::mbarrier_wait(sm.p_full_bar(), static_cast<uint32_t>(c - chunk_begin) & 1u);
+    const float alpha[2] = {cx.alpha_smem()[cx.r0], cx.alpha_smem()[cx.r0 + 8]};
+    cx.rescale_o(o, alpha);
 #pragma unroll
     for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
+    const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(ps.stage)));
     const uint32_t p_addr = ptx::opaque(p_base);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
       const uint64_t da = ptx::smem_desc_sw128(p_addr + kk * 32, 16, 1024);
-      const uint64_t db = ptx::smem_desc_sw128(
-          k_addr + wg * (T::kDimsPerConsumer / 64) * T::kBlockBytes + kk * 16 * 128, T::kBlockBytes, 1024);
-      // NOTE: two N = 128 halves (B: the next two 64-column blocks): a single N = 256 wgmma
-      // needs more registers than a 512-thread launch bound lets ptxas place.
-      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, db, 1);
-      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<1>(o), da, ptx::desc_advance(db, 2 * T::kBlockBytes), 1);
+      // NOTE: two N = 128 halves: a single N = 256 wgmma needs more registers than a
+      // 512-thread launch bound lets ptxas place.
+      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, cx.v_desc(k_addr, kk, 0), 1);
+      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<1>(o), da, cx.v_desc(k_addr, kk, 1), 1);
     }
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
 #pragma unroll
     for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
-    ptx::mbarrier_arrive(sm.empty_bar(ps.stage));  // the key tile may be overwritten
+    ptx::mbarrier_arrive(sm.p_empty_bar());  // P and alpha may be overwritten now
+    ptx::mbarrier_arrive(sm.empty_bar(ps.stage));
     ps.advance();
   }
-
 }
 
-/// After the main loop: each consumer warpgroup's row sums (over its keys) into red_sum(wg),
-/// visible to both consumer warpgroups on return; the total of row r is then
-/// red_sum(0)[r] + red_sum(1)[r], in that order (both warpgroups get the same bits).
+/// WG 0 of consume_chunks: S, the softmax, P V for value columns 0..255.
+template <class T, bool kFenceAfterFull>
+__device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float scale_log2, int chunk_begin,
+                                                       int chunk_end, float (&o)[T::kDimsPerConsumer / 2],
+                                                       float (&m)[2], float (&l)[2]) {
+  const ConsumerCtx<T, 0, kFenceAfterFull> cx(sm);
+  const uint32_t q_base = ptx::smem_addr(sm.q());
+  float s[T::kBlockN / 2];  // S: 64 heads x 64 keys over the warpgroup
+  uint32_t pa[T::kBlockN / 16][4];  // P as the A fragments of the 4 k-steps of P V
+  auto issue_s = [&](int stage) {
+    const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(stage)));
+    const uint32_t q_addr = ptx::opaque(q_base);
+#pragma unroll
+    for (int e = 0; e < T::kBlockN / 2; ++e) s[e] = 0.0f;
+    ptx::wgmma_fence();
+    // NOTE: fully unrolled, the descriptors stepped through a volatile move (opaque64): a
+    // loop over column blocks made ptxas insert a warpgroup.arrive per iteration, and plain
+    // unrolled descriptors get hoisted into registers the accumulators need.
+    uint64_t da = ptx::smem_desc_sw128(q_addr, 16, 1024);
+    uint64_t db = ptx::smem_desc_sw128(k_addr, 16, 1024);
+#pragma unroll
+    for (int cb = 0; cb < T::kColBlocks; ++cb) {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
+        ptx::wgmma_m64n64k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
+        const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
+        da = ptx::opaque64(ptx::desc_advance(da, step));
+        db = ptx::opaque64(ptx::desc_advance(db, step));
+      }
+    }
+    ptx::wgmma_commit();
+  };
+
+  PipelineState<T::kStages> ps;
+  if (chunk_begin < chunk_end) {
+    cx.wait_full(ps);
+    issue_s(ps.stage);
+  }
+  for (int c = chunk_begin; c < chunk_end; ++c) {
+    ptx::wgmma_wait<0>();  // S of chunk c (P V of chunk c - 1 was waited for already)
+#pragma unroll
+    for (int e = 0; e < T::kBlockN / 2; ++e) ptx::fence_operand(s[e]);
+
+    // ---- mask (select, never multiply) and the row maxima ----
+    const uint8_t* valid = sm.valid(ps.stage);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool ok = valid[nb * 8 + 2 * (cx.lane % 4) + e] != 0;
+        s[4 * nb + e] = ok ? s[4 * nb + e] * scale_log2 : -INFINITY;
+        s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] * scale_log2 : -INFINITY;
+        mx[0] = fmaxf(mx[0], s[4 * nb + e]);
+        mx[1] = fmaxf(mx[1], s[4 * nb + 2 + e]);
+      }
+    }
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      // NOTE: while no valid key was seen m stays -inf; subtracting 0 keeps exp2 at 0.
+      m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m[r] - m_use[r]);
+      m[r] = m_new;
+    }
+
+    // ---- P = exp2(S - m): bf16 A fragments, row sums ----
+    float rowsum[2] = {0.0f, 0.0f};
+    uint32_t pk[T::kBlockN / 8][2];  // per 8 keys: row cx.r0 pair, row cx.r0 + 8 pair
+#pragma unroll
+    for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
+      const float p0 = exp2f(s[4 * nb + 0] - m_use[0]);
+      const float p1 = exp2f(s[4 * nb + 1] - m_use[0]);
+      const float p2 = exp2f(s[4 * nb + 2] - m_use[1]);
+      const float p3 = exp2f(s[4 * nb + 3] - m_use[1]);
+      rowsum[0] += p0 + p1;
+      rowsum[1] += p2 + p3;
+      pk[nb][0] = pack_bf16x2(p0, p1);
+      pk[nb][1] = pack_bf16x2(p2, p3);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rowsum[r];
+#pragma unroll
+    for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+      pa[kk][0] = pk[2 * kk][0];
+      pa[kk][1] = pk[2 * kk][1];
+      pa[kk][2] = pk[2 * kk + 1][0];
+      pa[kk][3] = pk[2 * kk + 1][1];
+    }
+
+    // ---- P and alpha -> shared memory for WG 1 (once it is done with the previous ones) ----
+    if (c > chunk_begin) ptx::mbarrier_wait(sm.p_empty_bar(), static_cast<uint32_t>(c - chunk_begin - 1) & 1u);
+    uint8_t* sp = sm.p();
+#pragma unroll
+    for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
+      const uint32_t in_chunk = 4 * (cx.lane % 4);
+      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0, nb) + in_chunk) = pk[nb][0];
+      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0 + 8, nb) + in_chunk) = pk[nb][1];
+    }
+    if (cx.lane % 4 == 0) {
+      cx.alpha_smem()[cx.r0] = alpha[0];
+      cx.alpha_smem()[cx.r0 + 8] = alpha[1];
+    }
+    ptx::fence_proxy_async_smem();  // P: generic stores -> WG 1's wgmma operand reads
+    ptx::mbarrier_arrive(sm.p_full_bar());
+
+    // ---- O[:, 0..255] += P V: A = P (registers), B = V (N-major) ----
+    cx.rescale_o(o, alpha);
+#pragma unroll
+    for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
+    const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(ps.stage)));
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+      ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<0>(o), pa[kk], cx.v_desc(k_addr, kk, 0), 1);
+      ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<1>(o), pa[kk], cx.v_desc(k_addr, kk, 1), 1);
+    }
+    ptx::wgmma_commit();
+    PipelineState<T::kStages> next = ps;
+    next.advance();
+    if (c + 1 < chunk_end) {
+      cx.wait_full(next);
+      issue_s(next.stage);
+      ptx::wgmma_wait<1>();  // P V of chunk c complete (S of c + 1 may still run)
+    } else {
+      ptx::wgmma_wait<0>();
+    }
+#pragma unroll
+    for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ptx::keep_alive(pa[kk][e]);  // read by the P V above until here
+    }
+#pragma unroll
+    for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
+    ptx::mbarrier_arrive(sm.empty_bar(ps.stage));  // the key tile may be overwritten
+    ps = next;
+  }
+}
+
+/// The consumer main loop over chunks chunk_begin .. chunk_end - 1 (the Q tile is in shared
+/// memory), shared by the decode and prefill kernels. The two consumer warpgroups have
+/// different roles:
+///   WG 0 (softmax): S = Q K^T for all 64 keys of the chunk (wgmma m64n64k16), the masked
+///        online softmax (row maxima within the warpgroup: no exchange), P to shared memory
+///        with the rescale factors for WG 1, and O[:, 0..255] += P V with P from registers
+///        (wgmma RS); S of chunk c + 1 is issued right behind P V of chunk c;
+///   WG 1 (P V): waits for P of the chunk, rescales and runs O[:, 256..511] += P V with P from
+///        shared memory, while WG 0 already computes S of the next chunk.
+/// Both release a key tile (empty barrier) once their P V on it is done. On return O is
+/// unnormalised; WG 0's m holds the running row maxima (base-2 logits, -inf while no valid
+/// key was seen) and l its lanes' partial row sums: publish_row_stats hands both to WG 1.
+/// kFenceAfterFull: the key tiles arrive by cp.async (prefill), whose writes reach the wgmma
+/// operand reads (async proxy) through a proxy fence after the full barrier's acquire; the
+/// decode producers fence before they arrive.
+template <class T, int kWg, bool kFenceAfterFull = false>
+__device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int chunk_begin, int chunk_end,
+                                               float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
+                                               float (&l)[2]) {
+  static_assert(T::kBlockN == 64 && T::kDimsPerConsumer == 256, "64-key tiles, two 256-column halves of O");
+  if constexpr (kWg == 0) {
+    consume_chunks_softmax<T, kFenceAfterFull>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+  } else {
+    consume_chunks_pv<T, kFenceAfterFull>(sm, chunk_begin, chunk_end, o);
+  }
+}
+
+/// After the main loop: WG 0's row maxima and row sums (summed over its lanes) into shared
+/// memory; on return every consumer thread's m and l hold the totals of its rows r0, r0 + 8.
 template <class T>
-__device__ __forceinline__ void publish_row_sums(const Smem<T>& sm, float (&l)[2]) {
+__device__ __forceinline__ void publish_row_stats(const Smem<T>& sm, float (&m)[2], float (&l)[2]) {
   const int wg = threadIdx.x / 128;
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;
+  if (wg == 0) {
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  if (lane % 4 == 0) {
-    sm.red_sum(wg)[r0] = l[0];
-    sm.red_sum(wg)[r0 + 8] = l[1];
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    if (lane % 4 == 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        sm.red_max(0)[r0 + 8 * r] = m[r];
+        sm.red_sum(0)[r0 + 8 * r] = l[r];
+      }
+    }
   }
   ptx::named_barrier_sync(T::kBarrierMax, T::kConsumerThreads);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    m[r] = sm.red_max(0)[r0 + 8 * r];
+    l[r] = sm.red_sum(0)[r0 + 8 * r];
+  }
 }
 
-/// Consumer warpgroup `wg` (0 or 1): the chunk loop, then the outputs of its 256 columns.
-template <class T>
+/// Consumer warpgroup kWg (0 or 1): the chunk loop, then the outputs of its 256 columns.
+template <class T, int kWg>
 __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begin, int chunk_end) {
-  const int wg = threadIdx.x / 128;
+  constexpr int wg = kWg;
   const int wt = threadIdx.x % 128;
   const int warp = wt / 32, lane = wt % 32;
   const int r0 = warp * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
@@ -603,7 +716,7 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   }
   ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-  consume_chunks<T>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+  consume_chunks<T, kWg>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
 
   // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----
   // NOTE: the CTA's coordinates are recomputed here rather than kept live through the loop.
@@ -615,19 +728,16 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
                                               : 0,
                                           p.split_chunks)
                              .num_splits;
-  publish_row_sums<T>(sm, l);
+  publish_row_stats<T>(sm, m, l);
 
   const int dim_base = wg * T::kDimsPerConsumer;
   const bool direct = num_splits == 1;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int row_in_cta = r0 + 8 * r;
-    // NOTE: fixed order (warpgroup 0 + warpgroup 1): both warpgroups get the same bits.
-    const float l_total = sm.red_sum(0)[row_in_cta] + sm.red_sum(1)[row_in_cta];
-    const int h = g * T::kRows + row_in_cta;
+    const int h = g * T::kRows + r0 + 8 * r;
     if (h >= p.h_q) continue;
     write_decode_row<T::kDimsPerConsumer / 8>(
-        p, i, j, h, split, direct, m[r], l_total, wg == 0 && lane % 4 == 0,
+        p, i, j, h, split, direct, m[r], l[r], wg == 0 && lane % 4 == 0,
         [&](int nb) { return dim_base + nb * 8 + 2 * (lane % 4); },
         [&](int nb) { return make_float2(o[4 * nb + 2 * r], o[4 * nb + 2 * r + 1]); });
   }
@@ -653,6 +763,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
       ptx::mbarrier_init(sm.full_bar(s), T::kProducerThreads);
       ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
     }
+    ptx::mbarrier_init(sm.p_full_bar(), 128);
+    ptx::mbarrier_init(sm.p_empty_bar(), 128);
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
@@ -679,8 +791,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
       produce<T>(sm, p, lists, chunk_begin, chunk_end);
     }
   } else {
-    ptx::setmaxnreg_inc<T::kConsumerRegs>();
-    consume<T>(sm, p, chunk_begin, chunk_end);
+    // NOTE: one call per role, each under its own register budget.
+    if (warpgroup == 0) {
+      set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
+      consume<T, 0>(sm, p, chunk_begin, chunk_end);
+    } else {
+      set_max_regs<T::kLaunchRegs, T::kPvRegs>();
+      consume<T, 1>(sm, p, chunk_begin, chunk_end);
+    }
   }
 }
 

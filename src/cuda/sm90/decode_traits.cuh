@@ -11,8 +11,11 @@ namespace model1::cuda::sm90 {
 
 /// One CTA = 64 heads of one (request, query token, split): h_q 64 is one head group, h_q 128
 /// two. Four warpgroups:
-///   WG 0, 1  consumers: S = Q K^T for 32 keys each (wgmma m64n32k16), the softmax, and
-///            O += P V for 256 of the 512 value columns each (wgmma m64n128k16, twice);
+///   WG 0     consumer (softmax): S = Q K^T for the chunk's 64 keys (wgmma m64n64k16), the
+///            online softmax, P to shared memory for WG 1, and O += P V for value columns
+///            0..255 with P from registers (wgmma RS, two m64n128k16);
+///   WG 1     consumer (P V): O += P V for value columns 256..511 with P from shared memory,
+///            overlapping WG 0's S of the next chunk (consume_chunks);
 ///   WG 2, 3  producers: gather the chunk's keys from the paged cache (bounds-checked),
 ///            dequantize FP8 exactly to bf16 and store them in the 128-byte-swizzle layout
 ///            wgmma reads, into a two-stage ring of key tiles. Eight producer warps: the
@@ -38,20 +41,25 @@ struct DecodeTraits {
   // NOTE: registers: 65536 / 512 threads = 128 per thread at launch. The producers give
   // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
   // own budget, but checks every single instruction against the launch bound: hence P V in
-  // N = 128 halves). A consumer holds O (64 x 256 f32 over 128 threads = 128 registers), S
-  // (16), softmax state and addresses; a producer's budget bounds how many keys it converts or
+  // N = 128 halves). A consumer holds O (64 x 256 f32 over 128 threads = 128 registers); WG 0
+  // also S, P and the softmax state; a producer's budget bounds how many keys it converts or
   // keeps in flight at once (kProducerGroup, kProducerBatch; larger ones spill).
-  static constexpr int kProducerRegs = 56;
-  static constexpr int kConsumerRegs = 200;
+  // NOTE: ptxas's allocation under these budgets is not monotonic: these are splits of the
+  // whole launch allocation where neither format spills (neighbouring ones spill 4 to 104
+  // bytes; the build fails on spills). MODEL1's producer (bulk-copy ring) needs 64.
+  static constexpr bool kModel1 = F::kStageScaleBytes > 0;
+  static constexpr int kProducerRegs = kModel1 ? 64 : 56;
+  static constexpr int kSoftmaxRegs = kModel1 ? 216 : 232;  // WG 0: O (128), S (32), P fragments (16), state
+  static constexpr int kPvRegs = 168;                       // WG 1: O (128), addresses
   // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the
-  // launch allocation (65536 / threads, rounded down to 8) must cover both budgets, or the
+  // launch allocation (65536 / threads, rounded down to 8) must cover every budget, or the
   // consumers wait for registers forever.
   static constexpr int kLaunchRegs = (65536 / (128 * (kConsumerWarpgroups + kProducerWarpgroups))) / 8 * 8;
-  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <=
+  static_assert(kProducerThreads * kProducerRegs + 128 * (kSoftmaxRegs + kPvRegs) <=
                     (kConsumerThreads + kProducerThreads) * kLaunchRegs,
                 "register budgets must fit the launch allocation");
-  static_assert(kProducerRegs % 8 == 0 && kConsumerRegs % 8 == 0, "setmaxnreg counts are multiples of 8");
-  static constexpr int kKeysPerConsumer = kBlockN / kConsumerWarpgroups;  // S columns (32)
+  static_assert(kProducerRegs % 8 == 0 && kSoftmaxRegs % 8 == 0 && kPvRegs % 8 == 0,
+                "setmaxnreg counts are multiples of 8");
   static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
 
   // Shared memory: bf16 tiles in 64-column blocks of [rows][128 bytes], 128-byte swizzle
@@ -67,7 +75,8 @@ struct DecodeTraits {
   static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;  // [2][64] f32
   static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
-  static constexpr int kBarBytes = 2 * kStages * 8;  // full[kStages], empty[kStages]
+  // full[kStages], empty[kStages], then p_full, p_empty (P handed from WG 0 to WG 1 and back)
+  static constexpr int kBarBytes = (2 * kStages + 2) * 8;
   // NOTE: MODEL1 keys reach the producer through bulk copies (cp.async.bulk, one 576-byte data
   // row per key) into a ring of raw rows per producer warp, so many keys are in flight without
   // registers; the producer dequantizes from there. V3.2's larger tiles leave no room for the
@@ -94,8 +103,8 @@ struct DecodeTraits {
                 "a producer warp refills slots from at most its next chunk");
   
 
-  // Named barriers (0 is __syncthreads): the two consumer warpgroups exchange row maxima and
-  // the P tile.
+  // Named barriers (0 is __syncthreads) among the two consumer warpgroups: Q loaded, the
+  // epilogue's row statistics and staging.
   static constexpr int kBarrierMax = 1;
   static constexpr int kBarrierP = 2;
 };

@@ -66,33 +66,11 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const
   ptx::cp_async_wait_all();  // no copy outlives its thread
 }
 
-/// Grid (s_q, h_q / 64); 384 threads.
-template <class T>
-__global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
-  const Smem<T> sm;
-  const int i = static_cast<int>(blockIdx.x);
-  const int g = static_cast<int>(blockIdx.y);
-  const int len = portable::clamp_topk_length(p.topk_length, i, p.topk);
-  const int num_chunks = (len + T::kBlockN - 1) / T::kBlockN;
-
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < T::kStages; ++s) {
-      ptx::mbarrier_init(sm.full_bar(s), T::kFullArrivals);
-      ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
-    }
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
-
-  // NOTE: the warpgroup index through a shuffle: the role branch is then warp-uniform.
-  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
-  if (warpgroup >= T::kConsumerWarpgroups) {
-    ptx::setmaxnreg_dec<T::kProducerRegs>();
-    produce_prefill<T>(sm, p, p.indices + i * p.idx_stride, len, num_chunks);
-    return;
-  }
-  ptx::setmaxnreg_inc<T::kConsumerRegs>();
-  const int wg = warpgroup;
+/// Consumer warpgroup kWg (0 or 1) of (token i, head group g): Q, the main loop over the
+/// token's num_chunks chunks, then out (its 256 columns), max_logits and lse.
+template <class T, int kWg>
+__device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i, int g, int num_chunks) {
+  constexpr int wg = kWg;
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
 
@@ -110,17 +88,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
   load_q_rows<T>(sm, p.q + i * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
   ptx::fence_proxy_async_smem();
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-  consume_chunks<T, true>(sm, p.scale_log2, 0, num_chunks, o, m, l);
+  consume_chunks<T, kWg, true>(sm, p.scale_log2, 0, num_chunks, o, m, l);
 
   // ---- epilogue: total row sums over both warpgroups, then out, max_logits, lse ----
-  publish_row_sums<T>(sm, l);
+  publish_row_stats<T>(sm, m, l);
   float factor[2];
   bool empty[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = r0 + 8 * r;
-    // NOTE: fixed order (warpgroup 0 + warpgroup 1): both warpgroups get the same bits.
-    const float l_total = sm.red_sum(0)[row] + sm.red_sum(1)[row];
+    const float l_total = l[r];
     // NOTE: l_total is exactly 0 iff no valid key was seen; NaN in referenced keys gives a
     // NaN sum, which must propagate rather than pass for an empty row.
     empty[r] = l_total == 0.0f;
@@ -178,6 +155,43 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
         }
       }
     }
+  }
+}
+
+/// Grid (s_q, h_q / 64); 384 threads.
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
+  const Smem<T> sm;
+  const int i = static_cast<int>(blockIdx.x);
+  const int g = static_cast<int>(blockIdx.y);
+  const int len = portable::clamp_topk_length(p.topk_length, i, p.topk);
+  const int num_chunks = (len + T::kBlockN - 1) / T::kBlockN;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < T::kStages; ++s) {
+      ptx::mbarrier_init(sm.full_bar(s), T::kFullArrivals);
+      ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
+    }
+    ptx::mbarrier_init(sm.p_full_bar(), 128);
+    ptx::mbarrier_init(sm.p_empty_bar(), 128);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  // NOTE: the warpgroup index through a shuffle: the role branch is then warp-uniform.
+  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
+  if (warpgroup >= T::kConsumerWarpgroups) {
+    ptx::setmaxnreg_dec<T::kProducerRegs>();
+    produce_prefill<T>(sm, p, p.indices + i * p.idx_stride, len, num_chunks);
+    return;
+  }
+  // NOTE: one call per role, each under its own register budget.
+  if (warpgroup == 0) {
+    set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
+    prefill_consume<T, 0>(sm, p, i, g, num_chunks);
+  } else {
+    set_max_regs<T::kLaunchRegs, T::kPvRegs>();
+    prefill_consume<T, 1>(sm, p, i, g, num_chunks);
   }
 }
 

@@ -11,8 +11,9 @@
 namespace model1::cuda::sm90 {
 
 /// One CTA = 64 heads (one head group) of one query token. Three warpgroups:
-///   WG 0, 1  consumers, as in decode: S = Q K^T for 32 keys each (wgmma m64n32k16), the
-///            online softmax shared between them, O += P V for 256 value columns each;
+///   WG 0, 1  consumers, as in decode (consume_chunks): WG 0 computes S = Q K^T for the
+///            chunk's 64 keys, the online softmax and O += P V for value columns 0..255, WG 1
+///            O += P V for columns 256..511;
 ///   WG 2     producer: gathers the chunk's 64 bf16 key rows by cp.async (16-byte pieces,
 ///            zero-filled and never read for an invalid index) straight into the
 ///            128-byte-swizzled tile wgmma reads; no conversion, so one warpgroup keeps up.
@@ -27,7 +28,6 @@ struct PrefillTraits {
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
-  static constexpr int kKeysPerConsumer = kBlockN / kConsumerWarpgroups;  // S columns (32)
   static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
   // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
@@ -35,13 +35,18 @@ struct PrefillTraits {
   static constexpr int kKeyGroups = kProducerThreads / kThreadsPerKeyGroup;  // 16
   static constexpr int kKeysPerGroup = kBlockN / kKeyGroups;                // 4
   // NOTE: registers: 65536 / 384 = 170 per thread at launch, 168 after rounding down to 8.
-  // The consumers hold O (128), S (16) and the softmax state; the producer a few addresses.
-  static constexpr int kConsumerRegs = 216;
-  static constexpr int kProducerRegs = 72;
+  // WG 0 holds O (128), S (32), the P fragments (16) and the softmax state; WG 1 O, addresses
+  // and the staged epilogue; the producer a few addresses. NOTE: ptxas's allocation is not
+  // monotonic in these budgets; 248 / 192 / 64 (the whole launch allocation) is a split where
+  // neither head dim spills (several neighbours spill 8 to 80 bytes; the build fails on spills).
+  static constexpr int kSoftmaxRegs = 248;
+  static constexpr int kPvRegs = 192;
+  static constexpr int kProducerRegs = 64;
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
-  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs,
+  static_assert(kProducerThreads * kProducerRegs + 128 * (kSoftmaxRegs + kPvRegs) <= kThreads * kLaunchRegs,
                 "register budgets must fit the launch allocation (setmaxnreg.inc takes only released registers)");
-  static_assert(kProducerRegs % 8 == 0 && kConsumerRegs % 8 == 0, "setmaxnreg counts are multiples of 8");
+  static_assert(kProducerRegs % 8 == 0 && kSoftmaxRegs % 8 == 0 && kPvRegs % 8 == 0,
+                "setmaxnreg counts are multiples of 8");
 
   // Shared memory: as DecodeTraits (bf16 tiles in 64-column blocks of [rows][128 bytes],
   // 128-byte swizzle, 1024-byte aligned blocks).
@@ -56,7 +61,8 @@ struct PrefillTraits {
   static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
   static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
-  static constexpr int kBarBytes = 2 * kStages * 8;  // full[kStages], empty[kStages]
+  // full[kStages], empty[kStages], then p_full, p_empty (P handed from WG 0 to WG 1 and back)
+  static constexpr int kBarBytes = (2 * kStages + 2) * 8;
   static constexpr int kUsedBytes = kBarOffset + kBarBytes;
   static constexpr int kAlign = 1024;
   static constexpr int kSmemBytes = kUsedBytes + kAlign;
