@@ -171,6 +171,7 @@ struct DecodeCase {
   double all_invalid_rows = 0.0;  ///< share of (i, j) rows made entirely invalid
   bool plant_nan = true;          ///< NaN bytes in every unreferenced slot
   int q_head_pad = 0;             ///< extra elements per q head row (non-16-byte strides)
+  int out_shift = 0;              ///< device out starts this many bf16 past its allocation (1: 2-byte, 2: 4-byte aligned)
   float sm_scale = NAN;
 
   std::string describe() const {
@@ -185,7 +186,7 @@ struct DecodeCase {
     o << " topk_length=" << topk_length << " extra_topk_length=" << extra_topk_length
       << " sink=" << static_cast<int>(sink) << " invalid=" << invalid_fraction
       << " dup=" << duplicate_fraction << " all_invalid=" << all_invalid_rows
-      << " nan=" << plant_nan << " q_pad=" << q_head_pad;
+      << " nan=" << plant_nan << " q_pad=" << q_head_pad << " out_shift=" << out_shift;
     return o.str();
   }
 };
@@ -312,7 +313,7 @@ struct DecodeProblem {
     if (!topk_length.empty()) d_topk_length = DeviceBuffer::from(topk_length);
     if (!extra_topk_length.empty()) d_extra_topk_length = DeviceBuffer::from(extra_topk_length);
     if (!sink.empty()) d_sink = DeviceBuffer::from(sink);
-    d_out = DeviceBuffer(static_cast<size_t>(out_elems()) * 2);
+    d_out = DeviceBuffer(static_cast<size_t>(out_elems() + cfg.out_shift) * 2);
     d_lse = DeviceBuffer(static_cast<size_t>(lse_elems()) * 4);
   }
 
@@ -342,7 +343,8 @@ struct DecodeProblem {
     }
     if (!sink.empty()) a.attn_sink = TensorView::contiguous(ptr(d_sink, sink.data()), DType::kF32, {h}, dev);
     a.sm_scale = cfg.sm_scale;
-    a.out = TensorView::contiguous(on_device ? d_out.get() : host_out, DType::kBF16, {b, s, h, 512}, dev);
+    void* dev_out = static_cast<uint8_t*>(d_out.get()) + 2 * cfg.out_shift;
+    a.out = TensorView::contiguous(on_device ? dev_out : host_out, DType::kBF16, {b, s, h, 512}, dev);
     a.lse = TensorView::contiguous(on_device ? d_lse.get() : host_lse, DType::kF32, {b, s, h}, dev);
     return a;
   }
@@ -470,7 +472,9 @@ inline void poison(DecodeProblem& p) {
 
 inline DecodeResult download(const DecodeProblem& p) {
   cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  return {p.d_out.download<uint16_t>(), p.d_lse.download<float>()};
+  std::vector<uint16_t> out = p.d_out.download<uint16_t>();
+  out.erase(out.begin(), out.begin() + p.cfg.out_shift);
+  return {std::move(out), p.d_lse.download<float>()};
 }
 
 /// Poison, plan, run on `stream`, download.

@@ -215,6 +215,8 @@ std::vector<DecodeCase> hopper_cases() {
     c.duplicate_fraction = n % 4 == 2 ? 0.2 : 0.0;
     c.all_invalid_rows = n % 6 == 5 ? 0.3 : 0.0;
     c.q_head_pad = n % 7 == 3 ? 4 : 0;  // unaligned q rows: the scalar Q load
+    // out not 16-byte aligned: the epilogue's direct stores instead of the staged ones
+    c.out_shift = n % 8 == 1 ? 2 : (n % 8 == 6 ? 1 : 0);
     if (n % 5 == 2) c.sm_scale = 0.03f;
     while (cpu_cost(c) > 2 * kCpuBudget && c.b > 1) c.b = c.b > 4 ? 4 : 1;
     while (cpu_cost(c) > 2 * kCpuBudget && c.topk > 64) c.topk /= 2;

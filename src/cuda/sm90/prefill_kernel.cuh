@@ -12,6 +12,7 @@
 #include "cuda/portable/prefill_params.h"
 #include "cuda/ptx/wgmma.cuh"
 #include "cuda/sm90/decode_kernel.cuh"
+#include "cuda/sm90/epilogue.cuh"
 #include "cuda/sm90/prefill_traits.cuh"
 
 namespace model1::cuda::sm90 {
@@ -117,29 +118,8 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i
   };
   uint16_t* out_rows = p.out + (static_cast<int64_t>(i) * p.h_q + g * T::kRows) * T::kDV;  // 64 rows
   if (p.out_aligned16) {
-    // NOTE: staged through a key tile (free now: every chunk was consumed, the producer is
-    // done) in the 128-byte-swizzle layout, so the 4-byte fragment stores hit distinct banks,
-    // then written back as whole 16-byte pieces: every warp stores contiguous 512-byte runs.
-    uint8_t* stage = sm.k(0);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-#pragma unroll
-      for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
-        const int block = wg * (T::kDimsPerConsumer / 64) + nb / 8;
-        *reinterpret_cast<uint32_t*>(stage + block * T::kBlockBytes + swizzle_offset(r0 + 8 * r, nb % 8) +
-                                     4 * (lane % 4)) = out_pair(r, nb);
-      }
-    }
-    ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-    constexpr int kChunksPerRow = T::kDV / 8;  // 16-byte pieces of a 512-wide bf16 row
-    constexpr int kPieces = T::kRows * kChunksPerRow / T::kConsumerThreads;
-#pragma unroll
-    for (int k = 0; k < kPieces; ++k) {
-      const int idx = static_cast<int>(threadIdx.x) + k * T::kConsumerThreads;
-      const int row = idx / kChunksPerRow, ch = idx % kChunksPerRow;
-      const uint4 v = *reinterpret_cast<const uint4*>(stage + (ch / 8) * T::kBlockBytes + swizzle_offset(row, ch % 8));
-      *reinterpret_cast<uint4*>(out_rows + row * T::kDV + ch * 8) = v;
-    }
+    // NOTE: staged through a key tile (free now: every chunk was consumed, the producer is done).
+    store_rows_staged<T, kWg>(sm.k(0), out_rows, T::kDV, out_pair);
   } else {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
