@@ -317,11 +317,11 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   uint2 cur_scales = load_scales(cur);
   uint2 nxt_scales = load_scales(nxt);
 
-  // Lane 0 issues the copy of the key held by lane `src` of `rows` into ring slot `slot`.
-  // Every lane must call it (shuffle).
+  // Lane `src`, which holds the key's row address in `rows`, issues its copy into ring slot
+  // `slot` (no shuffle: the address is already in that lane).
   auto refill = [&](uint64_t rows, int src, int slot) {
-    const uint64_t row = __shfl_sync(0xffffffffu, rows, src);
-    if (lane == 0) {
+    if (lane == src) {
+      const uint64_t row = rows;
       const uint32_t bar = sm.ring_bar(pw, slot);
       if (row != 0) {
         ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
