@@ -64,6 +64,7 @@ struct Smem {
   __device__ uint8_t* ring_slot(int warp, int slot) const {
     return at(T::kRingOffset + (warp * T::kRingSlots + slot) * T::kRingSlotBytes);
   }
+  __device__ uint8_t* scale_buf(int warp) const { return at(T::kScaleBufOffset + warp * 8 * T::kKeysPerProducerWarp); }
   __device__ uint32_t ring_bar(int warp, int slot) const {
     return ptx::smem_addr(at(T::kRingBarOffset + (warp * T::kRingSlots + slot) * 8));
   }
@@ -283,6 +284,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   constexpr int kKeys = T::kKeysPerProducerWarp;  // 8
   constexpr int kSlots = T::kRingSlots;            // 4
   static_assert(kKeys == 2 * kSlots, "two ring rounds per chunk: compile-time slots and phases");
+  static_assert(kKeys == 8, "a tile's scale bytes of the warp's keys are one uint2");
   constexpr uint32_t kRowBytes = T::kRingSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
   constexpr int kGroup = T::kProducerGroup;
@@ -352,6 +354,18 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
     const uint32_t valid_mask = __ballot_sync(0xffffffffu, lane < kKeys && cur.row != 0);
+    // NOTE: the chunk's scale rows (lane k < K holds key k's 8 bytes) transposed through shared
+    // memory, so each lane reads the bytes of its own tile for all K keys at once (two shuffles
+    // per key before).
+    uint8_t* sbuf = sm.scale_buf(pw);
+    if (lane < kKeys) {
+#pragma unroll
+      for (int t = 0; t < 8; ++t) {
+        sbuf[t * kKeys + lane] = static_cast<uint8_t>((t < 4 ? cur_scales.x : cur_scales.y) >> (8 * (t % 4)));
+      }
+    }
+    __syncwarp();
+    const uint2 my_scales = *reinterpret_cast<const uint2*>(sbuf + tile_idx * kKeys);
     // NOTE: kProducerGroup keys at a time: their waits, loads, conversions and stores are
     // independent chains the scheduler interleaves (one key at a time, a producer warp spent
     // most cycles waiting on its own dependent instructions).
@@ -361,9 +375,8 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
       float scl[kGroup];
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
-        const uint32_t sx = __shfl_sync(0xffffffffu, cur_scales.x, kg + j);
-        const uint32_t sy = __shfl_sync(0xffffffffu, cur_scales.y, kg + j);
-        scl[j] = ue8m0_to_float(((tile_idx < 4 ? sx : sy) >> (8 * (tile_idx % 4))) & 0xffu);
+        const int k = kg + j;
+        scl[j] = ue8m0_to_float(((k < 4 ? my_scales.x : my_scales.y) >> (8 * (k % 4))) & 0xffu);
       }
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(pw, (kg + j) % kSlots), parity);

@@ -88,7 +88,10 @@ struct DecodeTraits {
   static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
   static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
   static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
-  static constexpr int kUsedBytes = kRingBarOffset + kRingBarBytes;
+  // Per producer warp, the scale bytes of its keys of the current chunk, transposed: [tile][key].
+  static constexpr int kScaleBufOffset = kRingBarOffset + kRingBarBytes;
+  static constexpr int kScaleBufBytes = kBulkRing ? kProducerWarps * 8 * kKeysPerProducerWarp : 0;
+  static constexpr int kUsedBytes = kScaleBufOffset + kScaleBufBytes;
   static constexpr int kAlign = 1024;                // swizzle atoms
   static constexpr int kSmemBytes = kUsedBytes + kAlign;  // slack to align the dynamic base
   static constexpr int kMaxSmemBytes = 227 * 1024;
