@@ -1162,6 +1162,20 @@ TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
         c.seed = seed_of(d, h, 7 + shift);
         run_case(c);
       }
+      // Q through the producer's copies (strided, aligned: head-major) and through the
+      // consumers' scalar loads (unaligned rows), with aligned kv: still the sm_90a kernel.
+      for (QLayout ql : {QLayout::kHeadMajor, QLayout::kUnaligned}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = 90;
+        c.s_q = 3;
+        c.s_kv = 250;
+        c.q_layout = ql;
+        c.sink = Sink::kFinite;
+        c.seed = seed_of(d, h, 20 + static_cast<int>(ql));
+        run_case(c);
+      }
     }
   }
 }
