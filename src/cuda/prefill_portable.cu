@@ -140,9 +140,10 @@ Config choose_config(const PrefillParams& p, int d_qk, int h_q, int device, Pref
   if (pipeline == PrefillPipeline::kCompact) config = Config::kCompact;
   if (pipeline == PrefillPipeline::kAuto) {
     // NOTE: the compact configuration where forced (MODEL1_CUDA_PREFILL_CONFIG); else the
-    // sm_90a kernel where it applies; else the largest portable configuration that fits: double-buffered, single-buffered with the same heads per CTA (bitwise the same
-    // results), else 16 heads per CTA (same values up to the last bits: another summation
-    // order of the row sums).
+    // sm_90a kernel where it applies; else the largest portable configuration that fits:
+    // double-buffered, single-buffered with the same heads per CTA (bitwise the same results),
+    // else 16 heads per CTA (same values up to the last bits: another summation order of the
+    // row sums).
     if (prefill_compact_forced()) {
       config = Config::kCompact;
     } else if (use_sm90(p, d_qk, device, pipeline)) {
