@@ -26,8 +26,8 @@ __device__ __forceinline__ void write_decode_row(const DecodeParams& p, int i, i
   const float lse2 = m + log2f(l_total);
   if (direct) {
     const float lse = lse2 * kLn2;
-    float factor = 1.0f / l_total;
-    if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
+    const bool has_sink = p.attn_sink != nullptr;
+    const float factor = softmax_out_factor(l_total, lse, has_sink, has_sink ? p.attn_sink[h] : 0.0f);
     uint16_t* out_row = p.out + row * kDV;  // [512]
 #pragma unroll
     for (int t = 0; t < kPairs; ++t) {

@@ -164,4 +164,14 @@ __device__ __forceinline__ uint2 dequant4_bf16(uint32_t codes, float scale) {
   return r;
 }
 
+/// The factor a finished softmax row's O values are multiplied by: 1 / l_total, times
+/// 1 / (1 + exp(sink - lse)) when the row's head has an attention sink (MODEL1.md: the sink
+/// joins the denominator only). `lse` is the row's natural-log sum. One definition for every
+/// decode and prefill epilogue.
+__device__ __forceinline__ float softmax_out_factor(float l_total, float lse, bool has_sink, float sink) {
+  float factor = 1.0f / l_total;
+  if (has_sink) factor *= 1.0f / (1.0f + expf(sink - lse));
+  return factor;
+}
+
 }  // namespace model1::cuda

@@ -387,8 +387,8 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       // than pass for an empty row.
       const bool empty = l_total == 0.0f;
       const float lse = (m2 + log2f(l_total)) * kLn2;
-      float factor = 1.0f / l_total;
-      if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(__ldg(p.attn_sink + h) - lse));
+      const bool has_sink = p.attn_sink != nullptr;
+      const float factor = softmax_out_factor(l_total, lse, has_sink, has_sink ? __ldg(p.attn_sink + h) : 0.0f);
       const int64_t out_row = static_cast<int64_t>(i) * p.h_q + h;  // [s_q, h_q]
       uint16_t* dst = p.out + out_row * T::kDV;                     // [512]
 #pragma unroll

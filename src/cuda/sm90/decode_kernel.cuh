@@ -77,6 +77,20 @@ struct Smem {
   __device__ uint32_t p_empty_bar() const { return ptx::smem_addr(at(T::kBarOffset + (2 * T::kStages + 1) * 8)); }
 };
 
+/// By one thread, before the CTA's first barrier: the key-tile ring's full / empty barriers
+/// (`full_arrivals` producer arrivals complete a fill, every consumer thread's one a release)
+/// and the P handover between the consumer warpgroups (one warpgroup's threads each way).
+/// The caller adds its own barriers, then fence_mbarrier_init.
+template <class T>
+__device__ __forceinline__ void init_pipeline_barriers(const Smem<T>& sm, uint32_t full_arrivals) {
+  for (int s = 0; s < T::kStages; ++s) {
+    ptx::mbarrier_init(sm.full_bar(s), full_arrivals);
+    ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
+  }
+  ptx::mbarrier_init(sm.p_full_bar(), 128);
+  ptx::mbarrier_init(sm.p_empty_bar(), 128);
+}
+
 /// (request i, token j, split, head group g) of this CTA (blockIdx order of the grid).
 struct CtaCoord {
   int i, j, split, g;
@@ -772,12 +786,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
 
   if (threadIdx.x == 0) {
-    for (int s = 0; s < T::kStages; ++s) {
-      ptx::mbarrier_init(sm.full_bar(s), T::kProducerThreads);
-      ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
-    }
-    ptx::mbarrier_init(sm.p_full_bar(), 128);
-    ptx::mbarrier_init(sm.p_empty_bar(), 128);
+    init_pipeline_barriers<T>(sm, T::kProducerThreads);
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);

@@ -103,8 +103,7 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i
     // NaN sum, which must propagate rather than pass for an empty row.
     empty[r] = l_total == 0.0f;
     const float lse = (m[r] + log2f(l_total)) * kLn2;
-    factor[r] = 1.0f / l_total;
-    if (p.attn_sink != nullptr) factor[r] *= 1.0f / (1.0f + expf(sink[r] - lse));
+    factor[r] = softmax_out_factor(l_total, lse, p.attn_sink != nullptr, sink[r]);
     if (wg == 0 && lane % 4 == 0) {
       const int64_t out_row = static_cast<int64_t>(i) * p.h_q + g * T::kRows + row;
       p.lse[out_row] = empty[r] ? INFINITY : lse;
@@ -148,12 +147,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
   const int num_chunks = (len + T::kBlockN - 1) / T::kBlockN;
 
   if (threadIdx.x == 0) {
-    for (int s = 0; s < T::kStages; ++s) {
-      ptx::mbarrier_init(sm.full_bar(s), T::kFullArrivals);
-      ptx::mbarrier_init(sm.empty_bar(s), T::kConsumerThreads);
-    }
-    ptx::mbarrier_init(sm.p_full_bar(), 128);
-    ptx::mbarrier_init(sm.p_empty_bar(), 128);
+    init_pipeline_barriers<T>(sm, T::kFullArrivals);
     ptx::fence_mbarrier_init();
   }
   __syncthreads();
