@@ -72,7 +72,10 @@ struct DecodeTraits {
   static constexpr int kKOffset = kQOffset + kTileBytes;
   static constexpr int kPOffset = kKOffset + kStages * kTileBytes;  // P: 64 heads x 64 keys
   static constexpr int kValidOffset = kPOffset + kBlockBytes;        // [kStages][64] bytes
-  static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;  // [2][64] f32
+  // Row statistics, [2][64] f32 each: red_max(0) / red_sum(0) carry WG 0's row maxima and
+  // sums to WG 1 after the loop (publish_row_stats); red_max(1) is the per-chunk rescale
+  // factor WG 0 hands to WG 1; red_sum(1) is unused since the role split (kept: same layout).
+  static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
   static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
   // full[kStages], empty[kStages], then p_full, p_empty (P handed from WG 0 to WG 1 and back)
