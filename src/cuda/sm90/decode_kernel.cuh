@@ -179,6 +179,30 @@ struct KeyFetcher {
   }
 };
 
+/// A producer warp's place: warp `warp` of the producer warpgroups (its ring and scale buffer),
+/// in producer set `set` (T::kProducerSets sets take turns: set s fills chunks s, s + kSets, ...
+/// of the split, each with all of its keys), warp `in_set` of its set (keys in_set * K ..).
+struct ProducerWarp {
+  int warp, set, in_set;
+  /// The pipeline position of the set's first chunk.
+  template <int kStages>
+  __device__ __forceinline__ PipelineState<kStages> first_stage() const {
+    PipelineState<kStages> ps;
+    for (int k = 0; k < set; ++k) ps.advance();
+    return ps;
+  }
+};
+template <class T>
+__device__ __forceinline__ ProducerWarp producer_warp() {
+  constexpr int kWarpsPerSet = T::kProducerWarps / T::kProducerSets;
+  ProducerWarp w;
+  w.warp = (threadIdx.x - T::kConsumerThreads) / 32;  // unsigned: a shift
+  // NOTE: one set spelled out, so the single-set kernels see compile-time constants.
+  w.set = T::kProducerSets == 1 ? 0 : w.warp / kWarpsPerSet;
+  w.in_set = T::kProducerSets == 1 ? w.warp : w.warp % kWarpsPerSet;
+  return w;
+}
+
 /// V3.2 producer warp `pw`: keys pw * K .. pw * K + K - 1 of every chunk (K =
 /// kKeysPerProducerWarp), loaded through
 /// registers in batches of kProducerBatch keys (loads first, then conversions and stores); the
@@ -193,8 +217,10 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
   static_assert(kKeys % kBatch == 0, "whole batches per chunk");
   static_assert(v32_fp8::kNopeBytes == 32 * 16 && v32_fp8::kRopeDims == 8 * 8, "V3.2 lane mapping");
   constexpr int kNopeGroups = v32_fp8::kNopeBytes / 8;  // 64: RoPE groups follow
+  constexpr int kSets = T::kProducerSets;
   const int lane = threadIdx.x % 32;
-  const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
+  const ProducerWarp pwarp = producer_warp<T>();
+  const int pw = pwarp.in_set;
   const int my_key = pw * kKeys + lane % kKeys;
   const KeyFetcher fetch{lists, chunk_end, my_key};
   auto record = [&](const Candidate& cand) {
@@ -210,19 +236,20 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
   const int ga = 2 * lane;  // output groups ga, ga + 1 (FP8 dims 16 lane ..)
   const int tile_idx = lane / 8;
 
-  uint64_t cur = record(fetch(chunk_begin));
-  uint64_t nxt = record(fetch(chunk_begin + 1));
+  const int first = chunk_begin + pwarp.set;  // this set's chunks: first, first + kSets, ...
+  uint64_t cur = record(fetch(first));
+  uint64_t nxt = record(fetch(first + kSets));
   prefetch(cur);
   prefetch(nxt);
-  Candidate after = fetch(chunk_begin + 2);
+  Candidate after = fetch(first + 2 * kSets);
 
-  PipelineState<T::kStages> ps;
-  for (int c = chunk_begin; c < chunk_end; ++c) {
+  PipelineState<T::kStages> ps = pwarp.first_stage<T::kStages>();
+  for (int c = first; c < chunk_end; c += kSets) {
     // NOTE: the chunk after next is prepared at the start of this chunk and rotated in at its
     // end (see produce_bulk).
     const uint64_t after_row = record(after);
     prefetch(after_row);
-    after = fetch(c + 3);
+    after = fetch(c + 3 * kSets);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
@@ -262,7 +289,7 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
-    ps.advance();
+    for (int k = 0; k < kSets; ++k) ps.advance();
     cur = nxt;
     nxt = after_row;
   }
@@ -302,15 +329,19 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   constexpr uint32_t kRowBytes = T::kRingSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
   constexpr int kGroup = T::kProducerGroup;
+  constexpr int kSets = T::kProducerSets;
   static_assert(kSlots % kGroup == 0, "groups of keys never straddle the ring");
   const int lane = threadIdx.x % 32;
-  const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
+  const ProducerWarp pwarp = producer_warp<T>();
+  const int pw = pwarp.in_set;     // keys pw * K .. of its chunks
+  const int rw = pwarp.warp;       // its ring and scale buffer
   const int my_key = pw * kKeys + lane % kKeys;
   const KeyFetcher fetch{lists, chunk_end, my_key};
   auto load_scales = [](const RowAddr& r) {
     return r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
   };
   const int num_chunks = chunk_end - chunk_begin;
+  const int first = pwarp.set;  // this set's chunks: chunk_begin + first, + kSets, ...
 
   // This lane's part of every key: source offset in the raw row, output groups (16-byte
   // chunks) gA and gA + 1 of the bf16 row, scale tile.
@@ -326,10 +357,10 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   auto prefetch = [&](const RowAddr& r) {
     if (lane < kKeys && r.row != 0) ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
   };
-  RowAddr cur = model1_rows<T>(p, fetch(chunk_begin));
-  RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + 1));
+  RowAddr cur = model1_rows<T>(p, fetch(chunk_begin + first));
+  RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + first + kSets));
   prefetch(nxt);
-  Candidate after = fetch(chunk_begin + 2);
+  Candidate after = fetch(chunk_begin + first + 2 * kSets);
   uint2 cur_scales = load_scales(cur);
   uint2 nxt_scales = load_scales(nxt);
 
@@ -338,24 +369,24 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   auto refill = [&](uint64_t rows, int src, int slot) {
     if (lane == src) {
       const uint64_t row = rows;
-      const uint32_t bar = sm.ring_bar(pw, slot);
+      const uint32_t bar = sm.ring_bar(rw, slot);
       if (row != 0) {
         ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
-        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, slot)), reinterpret_cast<const void*>(row),
+        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(rw, slot)), reinterpret_cast<const void*>(row),
                                kRowBytes, bar);
       } else {
         ptx::mbarrier_arrive(bar);  // invalid key: nothing to copy, the phase completes now
       }
     }
   };
-  if (num_chunks > 0) {
+  if (first < num_chunks) {
 #pragma unroll
     for (int k = 0; k < kSlots; ++k) refill(cur.row, k, k);
   }
 
-  PipelineState<T::kStages> ps;
-  for (int q = 0; q < num_chunks; ++q) {
-    const bool more = q + 1 < num_chunks;
+  PipelineState<T::kStages> ps = pwarp.first_stage<T::kStages>();
+  for (int q = first; q < num_chunks; q += kSets) {
+    const bool more = q + kSets < num_chunks;
     // NOTE: the chunk after next is prepared at the start of this chunk (its addresses from the
     // index loaded a chunk ago, its scale rows and L2 prefetch issued now) and rotated in at the
     // end: the rotation's register moves then wait on loads a whole chunk old. Issued at the
@@ -363,7 +394,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     const RowAddr after_rows = model1_rows<T>(p, after);
     prefetch(after_rows);
     const uint2 after_scales = load_scales(after_rows);
-    after = fetch(chunk_begin + q + 3);
+    after = fetch(chunk_begin + q + 3 * kSets);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
@@ -371,7 +402,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     // NOTE: the chunk's scale rows (lane k < K holds key k's 8 bytes) transposed through shared
     // memory, so each lane reads the bytes of its own tile for all K keys at once (two shuffles
     // per key before).
-    uint8_t* sbuf = sm.scale_buf(pw);
+    uint8_t* sbuf = sm.scale_buf(rw);
     if (lane < kKeys) {
 #pragma unroll
       for (int t = 0; t < 8; ++t) {
@@ -393,11 +424,11 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
         scl[j] = ue8m0_to_float(((k < 4 ? my_scales.x : my_scales.y) >> (8 * (k % 4))) & 0xffu);
       }
 #pragma unroll
-      for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(pw, (kg + j) % kSlots), parity);
+      for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(rw, (kg + j) % kSlots), parity);
       uint4 lo[kGroup], hi[kGroup];
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
-        const uint8_t* raw_row = sm.ring_slot(pw, (kg + j) % kSlots);
+        const uint8_t* raw_row = sm.ring_slot(rw, (kg + j) % kSlots);
         const bool ok = (valid_mask >> (kg + j)) & 1u;
         lo[j] = ok ? *reinterpret_cast<const uint4*>(raw_row + src_off) : make_uint4(0, 0, 0, 0);
         hi[j] = ok && rope ? *reinterpret_cast<const uint4*>(raw_row + src_off + 16) : make_uint4(0, 0, 0, 0);
@@ -430,7 +461,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
-    ps.advance();
+    for (int k = 0; k < kSets; ++k) ps.advance();
     cur = nxt;
     cur_scales = nxt_scales;
     nxt = after_rows;
@@ -786,7 +817,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
 
   if (threadIdx.x == 0) {
-    init_pipeline_barriers<T>(sm, T::kProducerThreads);
+    init_pipeline_barriers<T>(sm, T::kProducerThreads / T::kProducerSets);
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);

@@ -35,6 +35,7 @@ struct DecodeTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kProducerWarps = kProducerThreads / 32;
+  static constexpr int kProducerSets = 1;  // every producer warp fills every chunk
   static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 8
   static constexpr int kProducerBatch = 2;  // V3.2: keys whose loads a warp has in flight
   static constexpr int kProducerGroup = 1;  // MODEL1: keys a warp converts together
