@@ -150,8 +150,8 @@ portable::DecodeConfig decode_config_setting() {
 }
 
 /// Decode kernel family: MODEL1_CUDA_DECODE_KERNEL unset, empty or "auto" = the sm_90a kernels
-/// where they serve the call (sm_90 GPU, FP8 cache, 64 or 128 heads, aligned rows), else the
-/// portable ones; "portable" forces the portable kernels (tests, comparisons on Hopper).
+/// where they serve the call (sm_90 GPU, FP8 cache, 8, 16, 32, 64 or 128 heads, aligned rows),
+/// else the portable ones; "portable" forces the portable kernels (tests, comparisons on Hopper).
 /// NOTE: read once per process.
 bool portable_decode_forced() {
   static const bool value = [] {

@@ -165,7 +165,7 @@ INSTANTIATE_TEST_SUITE_P(Hostile, CudaDecodeMatrix,
                            return "case" + std::to_string(info.param);
                          });
 
-// ---- the Hopper (sm_90a) kernels: FP8 caches at 64 and 128 heads ---------------------------
+// ---- the Hopper (sm_90a) kernels: FP8 caches at 8, 16, 32, 64 and 128 heads -----------------
 // On an sm_90 GPU these cases run the wgmma kernels (asserted through decode_kernel_name,
 // unless MODEL1_CUDA_DECODE_KERNEL=portable or MODEL1_CUDA_DECODE_CONFIG=compact force the
 // portable ones); elsewhere they run the portable kernels and test those.
@@ -190,12 +190,14 @@ bool sm90_expected() {
 std::vector<DecodeCase> hopper_cases() {
   std::vector<DecodeCase> cases;
   std::mt19937_64 rng(20261130);
-  constexpr int kCount = 16;
+  constexpr int kCount = 20;
   constexpr int kHopperTopks[] = {1, 37, 64, 129, 600, 1100};
+  // every head count of an sm_90a kernel, each with both formats (two cases per pair)
+  constexpr int kHopperHeads[] = {64, 128, 16, 8, 32};
   for (int n = 0; n < kCount; ++n) {
     DecodeCase c;
     c.format = n % 2 == 0 ? KvFormat::kModel1Fp8 : KvFormat::kV32Fp8;
-    c.h_q = (n / 2) % 2 == 0 ? 64 : 128;
+    c.h_q = kHopperHeads[(n / 2) % 5];
     c.main = cache_spec(kPageSizes[n % 7], rng);
     c.main.extra_stride = 16 * (n % 3);  // aligned page strides only: the sm_90a path
     c.s_q = 1 + n % 3;
@@ -255,7 +257,19 @@ TEST(CudaDecode, KernelNameFollowsShapes) {
   const SparseDecodeArgs a = p.args(true);
   const DecodePlan plan = plan_decode(a);
   const std::string kernel = decode_kernel_name(a, plan);
-  EXPECT_TRUE(kernel == "portable" || kernel == "portable-compact") << kernel;  // 16 heads
+  if (sm90_expected()) {
+    EXPECT_EQ(kernel, "sm90a");  // the small-head kernel
+  } else {
+    EXPECT_TRUE(kernel == "portable" || kernel == "portable-compact") << kernel;
+  }
+  // BF16 caches always run the portable kernels.
+  DecodeCase cb = c;
+  cb.format = KvFormat::kBf16;
+  DecodeProblem pb = make_problem(cb, fresh_seed());
+  pb.upload();
+  const SparseDecodeArgs ab = pb.args(true);
+  const std::string kernel_b = decode_kernel_name(ab, plan_decode(ab));
+  EXPECT_TRUE(kernel_b == "portable" || kernel_b == "portable-compact") << kernel_b;
   // A plan for other shapes is refused by name, as sparse_decode refuses it.
   DecodeCase c2 = c;
   c2.h_q = 64;
@@ -663,6 +677,23 @@ TEST(CudaSmall, DecodeHopperV32Heads64) {
   c.topk_length = true; c.sink = SinkMode::kFinite;
   c.invalid_fraction = 0.2; c.all_invalid_rows = 0.3;
   run_small(c);
+}
+
+// NOTE: the small-head sm_90a kernel (8, 16, 32 heads): both producer sets, stages wrapping,
+// several splits (1100 + 300 keys: 22 chunks), invalid keys and all-invalid rows, both caches.
+TEST(CudaSmall, DecodeHopperSmallHeads) {
+  MODEL1_REQUIRE_GPU();
+  for (int h_q : {8, 16, 32}) {
+    DecodeCase c;
+    c.format = h_q == 16 ? KvFormat::kV32Fp8 : KvFormat::kModel1Fp8;
+    c.h_q = h_q; c.b = 2; c.s_q = 2; c.topk = 300;
+    c.main = CacheSpec{64, 12, 0, 0};
+    c.has_extra = true; c.extra_topk = 1100; c.extra = CacheSpec{2, 800, 16, 0};
+    c.extra_topk_length = h_q != 32; c.topk_length = h_q == 8;
+    c.sink = h_q == 8 ? SinkMode::kMixed : SinkMode::kFinite;
+    c.invalid_fraction = 0.1; c.all_invalid_rows = h_q == 32 ? 0.3 : 0.0;
+    run_small(c);
+  }
 }
 
 // NOTE: V32 records through the byte-load path at 64 heads with a split request: under

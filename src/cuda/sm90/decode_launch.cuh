@@ -8,32 +8,86 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/sm90/decode_kernel.cuh"
+#include "cuda/sm90/decode_small_kernel.cuh"
 #include "cuda/sm90/decode_launch.h"
 #include "cuda/sm90/device.h"
 #include "model1/error.h"
 
 namespace model1::cuda::sm90 {
 
+/// Shared memory of the kernel serving h_q heads (0 when no sm_90a kernel does).
 template <class Format>
-bool supports(const DecodeParams& p, int device) {
-  using T = DecodeTraits<Format>;
-  return (p.h_q == 64 || p.h_q == 128) && p.cache_aligned16 && device_is_sm90(device) &&
-         device_smem_optin(device, "sparse_decode") >= T::kSmemBytes;
+int smem_for_heads(int h_q) {
+  switch (h_q) {
+    case 8:
+      return DecodeSmallTraits<Format, 8>::kSmemBytes;
+    case 16:
+      return DecodeSmallTraits<Format, 16>::kSmemBytes;
+    case 32:
+      return DecodeSmallTraits<Format, 32>::kSmemBytes;
+    case 64:
+    case 128:
+      return DecodeTraits<Format>::kSmemBytes;
+    default:
+      return 0;
+  }
 }
 
 template <class Format>
-void launch_sparse_decode(const DecodeParams& params, cudaStream_t stream, int device) {
-  using T = DecodeTraits<Format>;
-  static std::atomic<uint64_t> smem_raised{0};
-  ensure_smem_limit(sparse_decode_sm90_kernel<T>, device, T::kSmemBytes, smem_raised, "sparse_decode");
+bool supports(const DecodeParams& p, int device) {
+  const int smem = smem_for_heads<Format>(p.h_q);
+  return smem > 0 && p.cache_aligned16 && device_is_sm90(device) &&
+         device_smem_optin(device, "sparse_decode") >= smem;
+}
+
+/// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs.
+template <class T, class Kernel>
+void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t stream, int device,
+                        std::atomic<uint64_t>& smem_raised, const char* name) {
+  ensure_smem_limit(kernel, device, T::kSmemBytes, smem_raised, "sparse_decode");
   DecodeParams p = params;
-  MODEL1_CHECK(p.h_q == 64 || p.h_q == 128, "q.shape", "shape[2] (h_q) 64 or 128 (sm_90a kernel)",
-               std::to_string(p.h_q));
   p.num_head_groups = p.h_q / T::kRows;
   const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31", std::to_string(ctas));
-  sparse_decode_sm90_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
-  MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_sm90_kernel");
+  kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw_cuda_error("sparse_decode", err, (std::string("launch of ") + name).c_str(), __FILE__, __LINE__);
+}
+
+template <class Format>
+void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
+  MODEL1_CHECK(smem_for_heads<Format>(p.h_q) > 0, "q.shape", "shape[2] (h_q) 8, 16, 32, 64 or 128 (sm_90a kernels)",
+               std::to_string(p.h_q));
+  // NOTE: one flag per kernel: each raises its own shared-memory limit once per device.
+  switch (p.h_q) {
+    case 8: {
+      using T = DecodeSmallTraits<Format, 8>;
+      static std::atomic<uint64_t> raised{0};
+      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
+                            "sparse_decode_sm90_small_kernel");
+      return;
+    }
+    case 16: {
+      using T = DecodeSmallTraits<Format, 16>;
+      static std::atomic<uint64_t> raised{0};
+      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
+                            "sparse_decode_sm90_small_kernel");
+      return;
+    }
+    case 32: {
+      using T = DecodeSmallTraits<Format, 32>;
+      static std::atomic<uint64_t> raised{0};
+      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
+                            "sparse_decode_sm90_small_kernel");
+      return;
+    }
+    default: {
+      using T = DecodeTraits<Format>;
+      static std::atomic<uint64_t> raised{0};
+      launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, raised, "sparse_decode_sm90_kernel");
+      return;
+    }
+  }
 }
 
 template <class Format>

@@ -14,17 +14,19 @@ struct FormatV32Fp8;
 
 namespace model1::cuda::sm90 {
 
-/// True when the sm_90a decode kernel serves this call on `device`: an sm_90 GPU (H100/H200),
-/// 64 or 128 heads, 16-byte aligned cache rows, and enough shared memory per block.
+/// True when an sm_90a decode kernel serves this call on `device`: an sm_90 GPU (H100/H200),
+/// 8, 16 or 32 heads (the small-head kernel: keys on wgmma M) or 64 or 128 (the 64-head kernel,
+/// one CTA per 64 heads), 16-byte aligned cache rows, and enough shared memory per block.
 /// `Format`: portable::FormatModel1Fp8 or portable::FormatV32Fp8.
 template <class Format>
 bool supports(const DecodeParams& p, int device);
 
-/// Launches the sm_90a split kernel (the combine is the caller's, as for the portable path).
+/// Launches the sm_90a split kernel for p.h_q (the combine is the caller's, as for the portable
+/// path).
 template <class Format>
 void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device);
 
-/// Shared memory of the sm_90a split kernel for `Format` (reports and tests).
+/// Shared memory of the 64-head sm_90a split kernel for `Format` (reports and tests).
 template <class Format>
 int sparse_decode_smem_bytes();
 

@@ -116,6 +116,90 @@ struct DecodeTraits {
   static constexpr int kBarrierP = 2;
 };
 
+/// One CTA = all kHeads (8, 16 or 32) heads of one (request, query token, split), with the keys
+/// on the wgmma M dimension and the heads on N (no padding of the heads to 64). Five
+/// warpgroups:
+///   WG 0     consumer: S^T = K Q^T for the chunk's 64 keys (wgmma m64nHk16, A = the key tile,
+///            B = the Q tile, both K-major), the online softmax per head (column), P^T to
+///            shared memory, and O^T += V^T P^T (eight m64nHk16 per k-step: A = the key tile
+///            read MN-major, B = P^T);
+///   WG 1..4  producers in two sets of 8 warps: set s gathers and dequantizes chunks s, s + 2,
+///            ... with the decode producers (produce_bulk / produce), so twice as many keys
+///            are in flight and converted at once as in the 64-head kernel (whose consumers
+///            need the registers).
+template <class Format, int kHeads_>
+struct DecodeSmallTraits {
+  using F = Format;
+  static constexpr int kHeads = kHeads_;  // wgmma N
+  static_assert(kHeads == 8 || kHeads == 16 || kHeads == 32, "8, 16 or 32 heads");
+  static constexpr int kDQk = F::kDQk;
+  static constexpr int kDV = 512;
+  static constexpr int kRows = kHeads;  // row statistics per head
+  static constexpr int kBlockN = kChunkKeys;
+  static constexpr int kConsumerWarpgroups = 1;
+  static constexpr int kProducerWarpgroups = 4;
+  static constexpr int kConsumerThreads = 128;
+  static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + kProducerThreads;  // 640
+  static constexpr int kProducerWarps = kProducerThreads / 32;           // 16
+  static constexpr int kProducerSets = 2;
+  static constexpr int kKeysPerProducerWarp = kBlockN / (kProducerWarps / kProducerSets);  // 8
+  static constexpr int kProducerBatch = 2;
+  static constexpr int kProducerGroup = 1;
+  static constexpr bool kModel1 = F::kStageScaleBytes > 0;
+  // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8); the producers keep the
+  // 64-head kernel's budgets, the consumer holds O^T (8 x kHeads / 2 f32) and S^T.
+  static constexpr int kProducerRegs = kModel1 ? 64 : 56;
+  static constexpr int kConsumerRegs = kHeads == 32 ? 224 : 168;
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
+  static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs,
+                "register budgets must fit the launch allocation");
+
+  // Shared memory: the key tiles as in DecodeTraits ([64 keys][128 bytes] blocks, 128-byte
+  // swizzle); Q as [kHeads][128 bytes] blocks; P^T one [kHeads][64 keys] block.
+  static constexpr int kColBlocks = kDQk / 64;
+  static constexpr int kBlockBytes = 64 * 128;         // key-tile block: 64 keys x 64 dims
+  static constexpr int kQBlockBytes = kHeads * 128;    // Q block: kHeads x 64 dims
+  static constexpr int kTileBytes = kColBlocks * kBlockBytes;
+  static constexpr int kStages = 2;
+  static_assert(kStages == kProducerSets, "each producer set owns one stage of the ring");
+  static constexpr int kQOffset = 0;
+  static constexpr int kKOffset = kQOffset + kColBlocks * kQBlockBytes;
+  static constexpr int kPOffset = kKOffset + kStages * kTileBytes;  // P^T: kHeads x 64 keys
+  static constexpr int kValidOffset = kPOffset + kQBlockBytes;
+  // Row statistics, [4 warps][kHeads] f32 each: the chunk's per-warp column maxima, then the
+  // per-warp column sums (epilogue); the final m and l per head follow.
+  static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
+  static constexpr int kRedSumOffset = kRedMaxOffset + 4 * kHeads * 4;
+  static constexpr int kStatOffset = kRedSumOffset + 4 * kHeads * 4;  // [2][kHeads]: m, l
+  static constexpr int kBarOffset = kStatOffset + 2 * kHeads * 4;
+  static constexpr int kBarBytes = (2 * kStages + 2) * 8;
+  static constexpr bool kBulkRing = kModel1;
+  static constexpr int kRingSlots = kBulkRing ? 4 : 0;
+  static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
+  static constexpr int kRingOffset = (kBarOffset + kBarBytes + 15) / 16 * 16;
+  static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
+  static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
+  static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
+  static constexpr int kScaleBufOffset = kRingBarOffset + kRingBarBytes;
+  static constexpr int kScaleBufBytes = kBulkRing ? kProducerWarps * 8 * kKeysPerProducerWarp : 0;
+  static constexpr int kUsedBytes = kScaleBufOffset + kScaleBufBytes;
+  static constexpr int kAlign = 1024;
+  static constexpr int kSmemBytes = kUsedBytes + kAlign;
+  static constexpr int kMaxSmemBytes = 227 * 1024;
+  static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
+  static_assert(kKOffset % 1024 == 0 && kPOffset % 1024 == 0, "swizzle atoms 1024-byte aligned");
+  static_assert(kKeysPerProducerWarp == 8, "the decode producers' lane mapping");
+  static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
+  // the epilogue stages O^T (kHeads x 512 f32) in key-tile stage 0
+  static_assert(kHeads * kDV * 4 <= kTileBytes, "O staging fits one key tile");
+
+  // Named barriers among the consumer warpgroup's 4 warps.
+  static constexpr int kBarrierQ = 1;
+  static constexpr int kBarrierMax = 2;
+  static constexpr int kBarrierP = 3;
+};
+
 /// Stage and phase of a multi-stage ring, advanced together (ARCHITECTURE.md: no scattered
 /// index arithmetic). The phase flips each time the stage wraps around.
 template <int kStages>
