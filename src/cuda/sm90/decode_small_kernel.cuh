@@ -208,9 +208,9 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
     const uint32_t p_addr = ptx::opaque(p_base);
     ptx::wgmma_fence();
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
+    for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
 #pragma unroll
-      for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+      for (int mt = 0; mt < kMT; ++mt) {
         // A = V^T: dims 64 mt .. of keys 16 kk .., MN-major (lbo: next 64 dims, unused at M 64)
         const uint64_t dv = ptx::smem_desc_sw128(k_addr + mt * T::kBlockBytes + kk * 16 * 128, T::kBlockBytes, 1024);
         const uint64_t dp = ptx::smem_desc_sw128(p_addr + kk * 32, 16, 1024);  // B = P^T, K-major
@@ -270,18 +270,52 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
                                           p.split_chunks)
                              .num_splits;
   const bool direct = num_splits == 1;
-  constexpr int kPairs = T::kDV / 2 / T::kConsumerThreads;  // 2 column pairs per thread and head
-#pragma unroll 1
-  for (int h = 0; h < H; ++h) {
+  const int64_t row0 = (static_cast<int64_t>(cc.i) * p.s_q + cc.j) * p.h_q;  // head 0 of the token
+  // NOTE: one thread per head finishes the row statistics (all heads at once, not one after the
+  // other), then every thread scales and stores 8 consecutive columns at a time.
+  float* scale = red_max;  // [H] factor, then [H] 1 when the row is empty
+  if (threadIdx.x < H) {
+    const int h = threadIdx.x;
     const float l_total = (red_sum[h] + red_sum[H + h]) + (red_sum[2 * H + h] + red_sum[3 * H + h]);
-    const float* row = stage + h * kOPitch;
-    write_decode_row<kPairs>(
-        p, cc.i, cc.j, h, cc.split, direct, stat_m[h], l_total, threadIdx.x == 0,
-        [&](int t) { return 2 * (static_cast<int>(threadIdx.x) + T::kConsumerThreads * t); },
-        [&](int t) {
-          const int d = 2 * (static_cast<int>(threadIdx.x) + T::kConsumerThreads * t);
-          return make_float2(row[d], row[d + 1]);
-        });
+    const DecodeRowScale rs = decode_row_scale(p, h, direct, stat_m[h], l_total);
+    store_decode_lse(p, row0 + h, cc.split, direct, rs);
+    scale[h] = rs.factor;
+    scale[H + h] = rs.empty ? 1.0f : 0.0f;
+  }
+  ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
+  constexpr int kVecs = T::kDV / 8;  // 8-column pieces per head row
+#pragma unroll 2
+  for (int item = threadIdx.x; item < H * kVecs; item += T::kConsumerThreads) {
+    const int h = item / kVecs, d = (item % kVecs) * 8;
+    const float factor = scale[h];
+    const bool empty = scale[H + h] != 0.0f;
+    const float4 a = *reinterpret_cast<const float4*>(stage + h * kOPitch + d);
+    const float4 b = *reinterpret_cast<const float4*>(stage + h * kOPitch + d + 4);
+    const int64_t row = row0 + h;
+    if (direct) {
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (!empty) {
+        v = make_uint4(pack_bf16x2(a.x * factor, a.y * factor), pack_bf16x2(a.z * factor, a.w * factor),
+                       pack_bf16x2(b.x * factor, b.y * factor), pack_bf16x2(b.z * factor, b.w * factor));
+      }
+      uint16_t* dst = p.out + row * T::kDV + d;
+      if (p.out_aligned8) {
+        reinterpret_cast<uint2*>(dst)[0] = make_uint2(v.x, v.y);
+        reinterpret_cast<uint2*>(dst)[1] = make_uint2(v.z, v.w);
+      } else {
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          dst[2 * k] = static_cast<uint16_t>(w[k] & 0xffffu);
+          dst[2 * k + 1] = static_cast<uint16_t>(w[k] >> 16);
+        }
+      }
+    } else {
+      float4* dst = reinterpret_cast<float4*>(p.partial_o + (row * p.max_splits + cc.split) * T::kDV + d);
+      const float f = factor;
+      dst[0] = empty ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : make_float4(a.x * f, a.y * f, a.z * f, a.w * f);
+      dst[1] = empty ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : make_float4(b.x * f, b.y * f, b.z * f, b.w * f);
+    }
   }
 }
 

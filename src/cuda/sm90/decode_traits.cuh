@@ -144,12 +144,15 @@ struct DecodeSmallTraits {
   static constexpr int kProducerWarps = kProducerThreads / 32;           // 16
   static constexpr int kProducerSets = 2;
   static constexpr int kKeysPerProducerWarp = kBlockN / (kProducerWarps / kProducerSets);  // 8
-  static constexpr int kProducerBatch = 2;
-  static constexpr int kProducerGroup = 1;
   static constexpr bool kModel1 = F::kStageScaleBytes > 0;
-  // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8); the producers keep the
-  // 64-head kernel's budgets, the consumer holds O^T (8 x kHeads / 2 f32) and S^T.
-  static constexpr int kProducerRegs = kModel1 ? 64 : 56;
+  // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8). The consumer holds O^T
+  // (8 x kHeads / 2 f32) and S^T; below 32 heads that leaves the producers 72 registers, enough
+  // for MODEL1's to convert two keys at once (independent chains the scheduler interleaves; four
+  // V3.2 keys in flight spill there). At 32 heads they keep the 64-head kernel's budgets.
+  static constexpr bool kWideProducers = kHeads < 32;
+  static constexpr int kProducerBatch = 2;
+  static constexpr int kProducerGroup = kWideProducers ? 2 : 1;
+  static constexpr int kProducerRegs = kWideProducers ? 72 : (kModel1 ? 64 : 56);
   static constexpr int kConsumerRegs = kHeads == 32 ? 224 : 168;
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
   static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs,
