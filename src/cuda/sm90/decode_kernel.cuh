@@ -179,30 +179,6 @@ struct KeyFetcher {
   }
 };
 
-/// A producer warp's place: warp `warp` of the producer warpgroups (its ring and scale buffer),
-/// in producer set `set` (T::kProducerSets sets take turns: set s fills chunks s, s + kSets, ...
-/// of the split, each with all of its keys), warp `in_set` of its set (keys in_set * K ..).
-struct ProducerWarp {
-  int warp, set, in_set;
-  /// The pipeline position of the set's first chunk.
-  template <int kStages>
-  __device__ __forceinline__ PipelineState<kStages> first_stage() const {
-    PipelineState<kStages> ps;
-    for (int k = 0; k < set; ++k) ps.advance();
-    return ps;
-  }
-};
-template <class T>
-__device__ __forceinline__ ProducerWarp producer_warp() {
-  constexpr int kWarpsPerSet = T::kProducerWarps / T::kProducerSets;
-  ProducerWarp w;
-  w.warp = (threadIdx.x - T::kConsumerThreads) / 32;  // unsigned: a shift
-  // NOTE: one set spelled out, so the single-set kernels see compile-time constants.
-  w.set = T::kProducerSets == 1 ? 0 : w.warp / kWarpsPerSet;
-  w.in_set = T::kProducerSets == 1 ? w.warp : w.warp % kWarpsPerSet;
-  return w;
-}
-
 /// V3.2 producer warp `pw`: keys pw * K .. pw * K + K - 1 of every chunk (K =
 /// kKeysPerProducerWarp), loaded through
 /// registers in batches of kProducerBatch keys (loads first, then conversions and stores); the
@@ -217,11 +193,11 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
   static_assert(kKeys % kBatch == 0, "whole batches per chunk");
   static_assert(v32_fp8::kNopeBytes == 32 * 16 && v32_fp8::kRopeDims == 8 * 8, "V3.2 lane mapping");
   constexpr int kNopeGroups = v32_fp8::kNopeBytes / 8;  // 64: RoPE groups follow
-  constexpr int kSets = T::kProducerSets;
   const int lane = threadIdx.x % 32;
-  const ProducerWarp pwarp = producer_warp<T>();
-  const int pw = pwarp.in_set;
+  const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
   const int my_key = pw * kKeys + lane % kKeys;
+  // key pw * K + kk has swizzle row (key % 8) = kk % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
+  const int key_swz = kKeys % 8 == 0 ? 0 : (pw * kKeys) % 8;
   const KeyFetcher fetch{lists, chunk_end, my_key};
   auto record = [&](const Candidate& cand) {
     const KeyAddress a = portable::key_address(p, cand);
@@ -236,20 +212,19 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
   const int ga = 2 * lane;  // output groups ga, ga + 1 (FP8 dims 16 lane ..)
   const int tile_idx = lane / 8;
 
-  const int first = chunk_begin + pwarp.set;  // this set's chunks: first, first + kSets, ...
-  uint64_t cur = record(fetch(first));
-  uint64_t nxt = record(fetch(first + kSets));
+  uint64_t cur = record(fetch(chunk_begin));
+  uint64_t nxt = record(fetch(chunk_begin + 1));
   prefetch(cur);
   prefetch(nxt);
-  Candidate after = fetch(first + 2 * kSets);
+  Candidate after = fetch(chunk_begin + 2);
 
-  PipelineState<T::kStages> ps = pwarp.first_stage<T::kStages>();
-  for (int c = first; c < chunk_end; c += kSets) {
+  PipelineState<T::kStages> ps;
+  for (int c = chunk_begin; c < chunk_end; ++c) {
     // NOTE: the chunk after next is prepared at the start of this chunk and rotated in at its
     // end (see produce_bulk).
     const uint64_t after_row = record(after);
     prefetch(after_row);
-    after = fetch(c + 3 * kSets);
+    after = fetch(c + 3);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
@@ -273,23 +248,24 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
       }
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const int kk = kb + k;  // key % 8 == kk % 8
+        const int kk = kb + k;
+        const int swz = (kk % 8) ^ key_swz;  // the key's row % 8
         uint8_t* out_row = tile + pw * kKeys * 128 + kk * 128;
         uint32_t w[8];
         dequant16(codes[k], scale[k], w);
         const uint4 va = ok[k] ? make_uint4(w[0], w[1], w[2], w[3]) : make_uint4(0, 0, 0, 0);
         const uint4 vb = ok[k] ? make_uint4(w[4], w[5], w[6], w[7]) : make_uint4(0, 0, 0, 0);
         uint8_t* block = out_row + (ga / 8) * T::kBlockBytes;
-        *reinterpret_cast<uint4*>(block + (((ga % 8) ^ (kk % 8)) << 4)) = va;
-        *reinterpret_cast<uint4*>(block + (((ga % 8 + 1) ^ (kk % 8)) << 4)) = vb;
+        *reinterpret_cast<uint4*>(block + (((ga % 8) ^ swz) << 4)) = va;
+        *reinterpret_cast<uint4*>(block + (((ga % 8 + 1) ^ swz) << 4)) = vb;
         if (rope_lane) {  // group kNopeGroups + lane: block 8, chunk lane
-          *reinterpret_cast<uint4*>(out_row + (kNopeGroups / 8) * T::kBlockBytes + ((lane ^ (kk % 8)) << 4)) = rope[k];
+          *reinterpret_cast<uint4*>(out_row + (kNopeGroups / 8) * T::kBlockBytes + ((lane ^ swz) << 4)) = rope[k];
         }
       }
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
-    for (int k = 0; k < kSets; ++k) ps.advance();
+    ps.advance();
     cur = nxt;
     nxt = after_row;
   }
@@ -322,26 +298,27 @@ __device__ __forceinline__ RowAddr model1_rows(const DecodeParams& p, const Cand
 template <class T>
 __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const KeyLists& lists,
                              int chunk_begin, int chunk_end) {
-  constexpr int kKeys = T::kKeysPerProducerWarp;  // 8
+  constexpr int kKeys = T::kKeysPerProducerWarp;  // 8 (4 in the small-head kernel)
   constexpr int kSlots = T::kRingSlots;            // 4
-  static_assert(kKeys == 2 * kSlots, "two ring rounds per chunk: compile-time slots and phases");
-  static_assert(kKeys == 8, "a tile's scale bytes of the warp's keys are one uint2");
+  // NOTE: K = 8: two ring rounds per chunk (compile-time slots and phases); K = 4: one round,
+  // each slot's phase flips once per chunk.
+  constexpr int kRounds = kKeys / kSlots;
+  static_assert(kSlots * kRounds == kKeys && (kRounds == 1 || kRounds == 2), "one or two ring rounds per chunk");
+  static_assert(kKeys == 8 || kKeys == 4, "a tile's scale bytes of the warp's keys fit one uint2");
   constexpr uint32_t kRowBytes = T::kRingSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
   constexpr int kGroup = T::kProducerGroup;
-  constexpr int kSets = T::kProducerSets;
   static_assert(kSlots % kGroup == 0, "groups of keys never straddle the ring");
   const int lane = threadIdx.x % 32;
-  const ProducerWarp pwarp = producer_warp<T>();
-  const int pw = pwarp.in_set;     // keys pw * K .. of its chunks
-  const int rw = pwarp.warp;       // its ring and scale buffer
+  const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
   const int my_key = pw * kKeys + lane % kKeys;
+  // key pw * K + k has swizzle row (key % 8) = k % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
+  const int key_swz = kKeys % 8 == 0 ? 0 : (pw * kKeys) % 8;
   const KeyFetcher fetch{lists, chunk_end, my_key};
   auto load_scales = [](const RowAddr& r) {
     return r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
   };
   const int num_chunks = chunk_end - chunk_begin;
-  const int first = pwarp.set;  // this set's chunks: chunk_begin + first, + kSets, ...
 
   // This lane's part of every key: source offset in the raw row, output groups (16-byte
   // chunks) gA and gA + 1 of the bf16 row, scale tile.
@@ -357,10 +334,10 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   auto prefetch = [&](const RowAddr& r) {
     if (lane < kKeys && r.row != 0) ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
   };
-  RowAddr cur = model1_rows<T>(p, fetch(chunk_begin + first));
-  RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + first + kSets));
+  RowAddr cur = model1_rows<T>(p, fetch(chunk_begin));
+  RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + 1));
   prefetch(nxt);
-  Candidate after = fetch(chunk_begin + first + 2 * kSets);
+  Candidate after = fetch(chunk_begin + 2);
   uint2 cur_scales = load_scales(cur);
   uint2 nxt_scales = load_scales(nxt);
 
@@ -369,24 +346,24 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   auto refill = [&](uint64_t rows, int src, int slot) {
     if (lane == src) {
       const uint64_t row = rows;
-      const uint32_t bar = sm.ring_bar(rw, slot);
+      const uint32_t bar = sm.ring_bar(pw, slot);
       if (row != 0) {
         ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
-        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(rw, slot)), reinterpret_cast<const void*>(row),
+        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, slot)), reinterpret_cast<const void*>(row),
                                kRowBytes, bar);
       } else {
         ptx::mbarrier_arrive(bar);  // invalid key: nothing to copy, the phase completes now
       }
     }
   };
-  if (first < num_chunks) {
+  if (num_chunks > 0) {
 #pragma unroll
     for (int k = 0; k < kSlots; ++k) refill(cur.row, k, k);
   }
 
-  PipelineState<T::kStages> ps = pwarp.first_stage<T::kStages>();
-  for (int q = first; q < num_chunks; q += kSets) {
-    const bool more = q + kSets < num_chunks;
+  PipelineState<T::kStages> ps;
+  for (int q = 0; q < num_chunks; ++q) {
+    const bool more = q + 1 < num_chunks;
     // NOTE: the chunk after next is prepared at the start of this chunk (its addresses from the
     // index loaded a chunk ago, its scale rows and L2 prefetch issued now) and rotated in at the
     // end: the rotation's register moves then wait on loads a whole chunk old. Issued at the
@@ -394,7 +371,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     const RowAddr after_rows = model1_rows<T>(p, after);
     prefetch(after_rows);
     const uint2 after_scales = load_scales(after_rows);
-    after = fetch(chunk_begin + q + 3 * kSets);
+    after = fetch(chunk_begin + q + 3);
     ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
     uint8_t* tile = sm.k(ps.stage);
     if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
@@ -402,7 +379,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     // NOTE: the chunk's scale rows (lane k < K holds key k's 8 bytes) transposed through shared
     // memory, so each lane reads the bytes of its own tile for all K keys at once (two shuffles
     // per key before).
-    uint8_t* sbuf = sm.scale_buf(rw);
+    uint8_t* sbuf = sm.scale_buf(pw);
     if (lane < kKeys) {
 #pragma unroll
       for (int t = 0; t < 8; ++t) {
@@ -410,13 +387,16 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
       }
     }
     __syncwarp();
-    const uint2 my_scales = *reinterpret_cast<const uint2*>(sbuf + tile_idx * kKeys);
+    const uint2 my_scales = kKeys == 8 ? *reinterpret_cast<const uint2*>(sbuf + tile_idx * kKeys)
+                                       : make_uint2(*reinterpret_cast<const uint32_t*>(sbuf + tile_idx * kKeys), 0u);
     // NOTE: kProducerGroup keys at a time: their waits, loads, conversions and stores are
     // independent chains the scheduler interleaves (one key at a time, a producer warp spent
     // most cycles waiting on its own dependent instructions).
 #pragma unroll
     for (int kg = 0; kg < kKeys; kg += kGroup) {
-      const uint32_t parity = static_cast<uint32_t>(kg / kSlots);  // use 2 q + kg / S of the slots
+      // use kRounds * (chunks so far) + kg / S of the slots
+      const uint32_t parity = kRounds == 2 ? static_cast<uint32_t>(kg / kSlots)
+                                           : static_cast<uint32_t>(q) & 1u;
       float scl[kGroup];
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
@@ -424,11 +404,11 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
         scl[j] = ue8m0_to_float(((k < 4 ? my_scales.x : my_scales.y) >> (8 * (k % 4))) & 0xffu);
       }
 #pragma unroll
-      for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(rw, (kg + j) % kSlots), parity);
+      for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(pw, (kg + j) % kSlots), parity);
       uint4 lo[kGroup], hi[kGroup];
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
-        const uint8_t* raw_row = sm.ring_slot(rw, (kg + j) % kSlots);
+        const uint8_t* raw_row = sm.ring_slot(pw, (kg + j) % kSlots);
         const bool ok = (valid_mask >> (kg + j)) & 1u;
         lo[j] = ok ? *reinterpret_cast<const uint4*>(raw_row + src_off) : make_uint4(0, 0, 0, 0);
         hi[j] = ok && rope ? *reinterpret_cast<const uint4*>(raw_row + src_off + 16) : make_uint4(0, 0, 0, 0);
@@ -443,25 +423,26 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
           a = make_uint4(w[0], w[1], w[2], w[3]);
           b = make_uint4(w[4], w[5], w[6], w[7]);
         }
-        const int key = pw * kKeys + k;  // key % 8 == k % 8: the swizzle is a constant per k
+        const int key = pw * kKeys + k;
+        const int swz = (k % 8) ^ key_swz;  // key % 8 (a constant per k when K = 8)
         uint8_t* out_row = tile + out_block + key * 128;
-        *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ (k % 8)) << 4)) = a;
-        *reinterpret_cast<uint4*>(out_row + (((out_chunk + 1) ^ (k % 8)) << 4)) = b;
+        *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ swz) << 4)) = a;
+        *reinterpret_cast<uint4*>(out_row + (((out_chunk + 1) ^ swz) << 4)) = b;
       }
       __syncwarp();  // the slots' bytes are read: they may be refilled
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
         const int k = kg + j;
-        if (k < kSlots) {
+        if (kRounds == 2 && k < kSlots) {
           refill(cur.row, k + kSlots, k % kSlots);  // the second half of this chunk
         } else if (more) {
-          refill(nxt.row, k - kSlots, k % kSlots);  // the first half of the next chunk
+          refill(nxt.row, k - (kRounds - 1) * kSlots, k % kSlots);  // the next chunk's key in this slot
         }
       }
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
     ptx::mbarrier_arrive(sm.full_bar(ps.stage));
-    for (int k = 0; k < kSets; ++k) ps.advance();
+    ps.advance();
     cur = nxt;
     cur_scales = nxt_scales;
     nxt = after_rows;
@@ -817,7 +798,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
 
   if (threadIdx.x == 0) {
-    init_pipeline_barriers<T>(sm, T::kProducerThreads / T::kProducerSets);
+    init_pipeline_barriers<T>(sm, T::kProducerThreads);
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);

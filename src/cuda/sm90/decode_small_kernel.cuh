@@ -336,8 +336,7 @@ __global__ void __launch_bounds__(T::kThreads, 1)
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
 
   if (threadIdx.x == 0) {
-    // a chunk is filled by one producer set
-    init_pipeline_barriers<T>(sm, T::kProducerThreads / T::kProducerSets);
+    init_pipeline_barriers<T>(sm, T::kProducerThreads);
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);

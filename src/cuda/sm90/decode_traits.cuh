@@ -35,7 +35,6 @@ struct DecodeTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kProducerWarps = kProducerThreads / 32;
-  static constexpr int kProducerSets = 1;  // every producer warp fills every chunk
   static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 8
   static constexpr int kProducerBatch = 2;  // V3.2: keys whose loads a warp has in flight
   static constexpr int kProducerGroup = 1;  // MODEL1: keys a warp converts together
@@ -123,10 +122,11 @@ struct DecodeTraits {
 ///            B = the Q tile, both K-major), the online softmax per head (column), P^T to
 ///            shared memory, and O^T += V^T P^T (eight m64nHk16 per k-step: A = the key tile
 ///            read MN-major, B = P^T);
-///   WG 1..4  producers in two sets of 8 warps: set s gathers and dequantizes chunks s, s + 2,
-///            ... with the decode producers (produce_bulk / produce), so twice as many keys
-///            are in flight and converted at once as in the 64-head kernel (whose consumers
-///            need the registers).
+///   WG 1..4  producers: the decode producers (produce_bulk / produce) with 16 warps of 4 keys
+///            each instead of 8 warps of 8: the consumer needs few registers, and the producer
+///            side bounds the speed (PERF.md: 8 warps were 1.3x slower on model1-tp-h16; two sets
+///            of 8 warps taking turns over chunks were 1.1x slower, as a set then waited for the
+///            consumer to free its stage).
 template <class Format, int kHeads_>
 struct DecodeSmallTraits {
   using F = Format;
@@ -142,8 +142,7 @@ struct DecodeSmallTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;  // 640
   static constexpr int kProducerWarps = kProducerThreads / 32;           // 16
-  static constexpr int kProducerSets = 2;
-  static constexpr int kKeysPerProducerWarp = kBlockN / (kProducerWarps / kProducerSets);  // 8
+  static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 4
   static constexpr bool kModel1 = F::kStageScaleBytes > 0;
   // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8). The consumer holds O^T
   // (8 x kHeads / 2 f32) and S^T; below 32 heads that leaves the producers 72 registers, enough
@@ -165,7 +164,6 @@ struct DecodeSmallTraits {
   static constexpr int kQBlockBytes = kHeads * 128;    // Q block: kHeads x 64 dims
   static constexpr int kTileBytes = kColBlocks * kBlockBytes;
   static constexpr int kStages = 2;
-  static_assert(kStages == kProducerSets, "each producer set owns one stage of the ring");
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQOffset + kColBlocks * kQBlockBytes;
   static constexpr int kPOffset = kKOffset + kStages * kTileBytes;  // P^T: kHeads x 64 keys
@@ -192,7 +190,7 @@ struct DecodeSmallTraits {
   static constexpr int kMaxSmemBytes = 227 * 1024;
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
   static_assert(kKOffset % 1024 == 0 && kPOffset % 1024 == 0, "swizzle atoms 1024-byte aligned");
-  static_assert(kKeysPerProducerWarp == 8, "the decode producers' lane mapping");
+  static_assert(kKeysPerProducerWarp == 8 || kKeysPerProducerWarp == 4, "the decode producers' lane mapping");
   static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
   // the epilogue stages O^T (kHeads x 512 f32) in key-tile stage 0
   static_assert(kHeads * kDV * 4 <= kTileBytes, "O staging fits one key tile");
