@@ -67,6 +67,9 @@ CacheParams cache_params(const KvCacheView& view, bool* aligned16) {
   c.page_size = g.page_size;
   c.num_slots = g.num_slots();
   c.row_stride = g.bf16_row_stride;
+  for (int s = 0; s <= 31; ++s) {
+    if (g.page_size == (int64_t{1} << s)) c.page_shift = s;
+  }
   // NOTE: cp.async needs 16-byte aligned rows; MODEL1 scale rows (576 P + 8 t) are then
   // 8-byte aligned, which their 8-byte copies need.
   *aligned16 = *aligned16 && aligned(g.base, 16) && g.page_stride % 16 == 0 &&

@@ -25,6 +25,7 @@ struct CacheParams {
   int64_t page_size = 0;          ///< P
   int64_t num_slots = 0;          ///< pages * P: a slot is valid iff 0 <= slot < num_slots
   int64_t row_stride = 0;         ///< bytes between tokens of a page (bf16 format only)
+  int page_shift = -1;            ///< log2(P) when P is a power of two up to 2^31, else -1
 };
 
 /// Everything the decode and combine kernels read. Strides are in elements.

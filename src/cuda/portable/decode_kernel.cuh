@@ -59,9 +59,16 @@ __device__ __forceinline__ KeyAddress key_address(const DecodeParams& p, const C
   const int64_t page_size = c.is_main ? p.kv.page_size : p.extra_kv.page_size;
   const int64_t page_stride = c.is_main ? p.kv.page_stride : p.extra_kv.page_stride;
   const uint8_t* base = c.is_main ? p.kv.base : p.extra_kv.base;
-  // NOTE: 0 <= slot < 2^31, so a 32-bit division is exact (P >= 2^32 means page 0).
-  const uint32_t p32 = page_size > 0xffffffffll ? 0xffffffffu : static_cast<uint32_t>(page_size);
-  const uint32_t page = static_cast<uint32_t>(c.slot) / p32;
+  // NOTE: 0 <= slot < 2^31, so a 32-bit division is exact (P >= 2^32 means page 0); a
+  // power-of-two P (the usual case) takes a shift instead of the division's ~20 instructions.
+  const int shift = c.is_main ? p.kv.page_shift : p.extra_kv.page_shift;
+  uint32_t page;
+  if (shift >= 0) {
+    page = static_cast<uint32_t>(c.slot) >> shift;
+  } else {
+    const uint32_t p32 = page_size > 0xffffffffll ? 0xffffffffu : static_cast<uint32_t>(page_size);
+    page = static_cast<uint32_t>(c.slot) / p32;
+  }
   a.page = base + static_cast<int64_t>(page) * page_stride;
   a.offset = static_cast<int64_t>(c.slot) - static_cast<int64_t>(page) * page_size;
   a.page_size = page_size;
