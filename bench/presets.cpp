@@ -88,6 +88,16 @@ std::vector<Preset> make_presets() {
   // its cost is the model1-c1 time at the same batch (PERFORMANCE.md).
   tp.bar_note = "FlashMLA pads 16 heads to 64: bar = model1-c1 time";
   v.push_back(std::move(tp));
+  // NOTE: beyond PERFORMANCE.md: the other shard sizes of a 64- or 128-head model on 8/16 or
+  // 2/4 GPUs, timed against the same padded bar.
+  for (int heads : {8, 32}) {
+    const std::string name = "model1-tp-h" + std::to_string(heads);
+    Preset shard = decode_preset(name, heads, kM1, kWindowCache, CacheShape{16384, 512, 64}, false,
+                                 kServingBatches, c1_bar,
+                                 "model1-c1 with a " + std::to_string(heads) + "-head tensor-parallel shard");
+    shard.bar_note = "FlashMLA pads " + std::to_string(heads) + " heads to 64: bar = model1-c1 time";
+    v.push_back(std::move(shard));
+  }
 
   // Sparse prefill, s_q = 4096, kernel time.
   v.push_back(prefill_preset("prefill-h64", 512, 64, 512, {{32768, 546.0}, {65536, 597.0}},

@@ -145,14 +145,14 @@ struct DecodeSmallTraits {
   static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 4
   static constexpr bool kModel1 = F::kStageScaleBytes > 0;
   // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8). The consumer holds O^T
-  // (8 x kHeads / 2 f32) and S^T; below 32 heads that leaves the producers 72 registers, enough
-  // for MODEL1's to convert two keys at once (independent chains the scheduler interleaves; four
-  // V3.2 keys in flight spill there). At 32 heads they keep the 64-head kernel's budgets.
-  static constexpr bool kWideProducers = kHeads < 32;
+  // (8 x kHeads / 2 f32) and S^T, which leaves the producers 72 registers: enough for MODEL1's
+  // to convert two keys at once, independent chains the scheduler interleaves (four V3.2 keys
+  // in flight spill there). 32 heads: 1% faster at b = 256 than 64 producer registers and a
+  // 224-register consumer (PERF.md).
   static constexpr int kProducerBatch = 2;
-  static constexpr int kProducerGroup = kWideProducers ? 2 : 1;
-  static constexpr int kProducerRegs = kWideProducers ? 72 : (kModel1 ? 64 : 56);
-  static constexpr int kConsumerRegs = kHeads == 32 ? 224 : 168;
+  static constexpr int kProducerGroup = 2;
+  static constexpr int kProducerRegs = 72;
+  static constexpr int kConsumerRegs = kHeads == 32 ? 192 : 168;
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
   static_assert(kProducerThreads * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * kLaunchRegs,
                 "register budgets must fit the launch allocation");
