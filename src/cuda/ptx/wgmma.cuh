@@ -118,6 +118,21 @@ __device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint3
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
+/// Prefetch into L2 of the 128-byte lines covering [src, src + kBytes) (src 16-byte aligned):
+/// one `prefetch.global.L2` per line by this thread. Unlike the bulk prefetch it takes no
+/// uniform operands, so lanes with different rows issue it together.
+template <int kBytes>
+__device__ __forceinline__ void prefetch_l2_lines(const void* src) {
+  const uint64_t a = reinterpret_cast<uint64_t>(src);
+  const uint64_t first = a & ~uint64_t{127};
+  const uint64_t last = (a + kBytes - 1) & ~uint64_t{127};
+#pragma unroll
+  for (int i = 0; i <= (kBytes + 127) / 128; ++i) {
+    const uint64_t line = first + 128 * static_cast<uint64_t>(i);
+    if (line <= last) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(line) : "memory");
+  }
+}
+
 /// Asynchronous copy of 16 bytes global -> shared (32-bit shared address `dst`), L2 only;
 /// `src_bytes` 0 fills the 16 bytes with zeros and reads nothing.
 __device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, uint32_t src_bytes) {
