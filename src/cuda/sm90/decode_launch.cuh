@@ -40,7 +40,8 @@ bool supports(const DecodeParams& p, int device) {
          device_smem_optin(device, "sparse_decode") >= smem;
 }
 
-/// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs.
+/// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs. `smem_raised`: the
+/// kernel's own flag (each kernel raises its shared-memory limit once per device).
 template <class T, class Kernel>
 void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t stream, int device,
                         std::atomic<uint64_t>& smem_raised, const char* name) {
@@ -51,40 +52,35 @@ void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t 
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31", std::to_string(ctas));
   kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
   const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw_cuda_error("sparse_decode", err, (std::string("launch of ") + name).c_str(), __FILE__, __LINE__);
+  if (err != cudaSuccess) {
+    throw_cuda_error("sparse_decode", err, (std::string("launch of ") + name).c_str(), __FILE__, __LINE__);
+  }
+}
+
+/// The small-head kernel for exactly kHeads heads.
+template <class Format, int kHeads>
+void launch_small_heads(const DecodeParams& p, cudaStream_t stream, int device) {
+  using T = DecodeSmallTraits<Format, kHeads>;
+  static std::atomic<uint64_t> smem_raised{0};
+  launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, smem_raised,
+                        "sparse_decode_sm90_small_kernel");
 }
 
 template <class Format>
 void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
   MODEL1_CHECK(smem_for_heads<Format>(p.h_q) > 0, "q.shape", "shape[2] (h_q) 8, 16, 32, 64 or 128 (sm_90a kernels)",
                std::to_string(p.h_q));
-  // NOTE: one flag per kernel: each raises its own shared-memory limit once per device.
   switch (p.h_q) {
-    case 8: {
-      using T = DecodeSmallTraits<Format, 8>;
-      static std::atomic<uint64_t> raised{0};
-      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
-                            "sparse_decode_sm90_small_kernel");
-      return;
-    }
-    case 16: {
-      using T = DecodeSmallTraits<Format, 16>;
-      static std::atomic<uint64_t> raised{0};
-      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
-                            "sparse_decode_sm90_small_kernel");
-      return;
-    }
-    case 32: {
-      using T = DecodeSmallTraits<Format, 32>;
-      static std::atomic<uint64_t> raised{0};
-      launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, raised,
-                            "sparse_decode_sm90_small_kernel");
-      return;
-    }
-    default: {
+    case 8:
+      return launch_small_heads<Format, 8>(p, stream, device);
+    case 16:
+      return launch_small_heads<Format, 16>(p, stream, device);
+    case 32:
+      return launch_small_heads<Format, 32>(p, stream, device);
+    default: {  // 64 or 128: one CTA per 64 heads
       using T = DecodeTraits<Format>;
-      static std::atomic<uint64_t> raised{0};
-      launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, raised, "sparse_decode_sm90_kernel");
+      static std::atomic<uint64_t> smem_raised{0};
+      launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, smem_raised, "sparse_decode_sm90_kernel");
       return;
     }
   }

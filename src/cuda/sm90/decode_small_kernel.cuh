@@ -12,7 +12,8 @@
 //   O^T (512 x H) += V^T P^T: per 64-dim block of V, four m64nHk16 with A = the key tile read
 //     MN-major (its 64 dims of a key are contiguous: V^T without a copy), B = P^T.
 // Epilogue: row sums reduced the same way, O^T transposed through the (free) key tiles into
-// head rows, written by write_decode_row as in the other decode kernels.
+// head rows; each head's scale and lse by the rule of the other decode kernels
+// (decode_row_scale, store_decode_lse), then 8 columns per thread and store.
 #pragma once
 
 #include "cuda/sm90/decode_kernel.cuh"
@@ -313,8 +314,9 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
     } else {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (row * p.max_splits + cc.split) * T::kDV + d);
       const float f = factor;
-      dst[0] = empty ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : make_float4(a.x * f, a.y * f, a.z * f, a.w * f);
-      dst[1] = empty ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : make_float4(b.x * f, b.y * f, b.z * f, b.w * f);
+      const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      dst[0] = empty ? zero : make_float4(a.x * f, a.y * f, a.z * f, a.w * f);
+      dst[1] = empty ? zero : make_float4(b.x * f, b.y * f, b.z * f, b.w * f);
     }
   }
 }
