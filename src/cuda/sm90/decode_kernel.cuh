@@ -786,11 +786,12 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   }
 }
 
-/// The split kernel. Grid: b * s_q * max_splits * num_head_groups CTAs, as the portable
-/// kernel's; CTAs whose split is past their request's schedule exit at once.
-template <class T>
-__global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(const __grid_constant__ DecodeParams p) {
-  const Smem<T> sm;
+/// What every sm_90a decode CTA does around its consumers: the request's schedule (a CTA whose
+/// split is past its request's schedule exits at once), the pipeline barriers, and the
+/// producer warpgroups (warpgroups kConsumerWarpgroups and up). `consume(warpgroup,
+/// chunk_begin, chunk_end)` runs the consumer warpgroups.
+template <class T, class Consume>
+__device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>& sm, Consume&& consume) {
   const CtaCoord cc = cta_coord(p);
   const int i = cc.i, j = cc.j, split = cc.split;
 
@@ -829,6 +830,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
       produce<T>(sm, p, lists, chunk_begin, chunk_end);
     }
   } else {
+    consume(warpgroup, chunk_begin, chunk_end);
+  }
+}
+
+/// The split kernel. Grid: b * s_q * max_splits * num_head_groups CTAs, as the portable
+/// kernel's.
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(const __grid_constant__ DecodeParams p) {
+  const Smem<T> sm;
+  decode_cta<T>(p, sm, [&](int warpgroup, int chunk_begin, int chunk_end) {
     // NOTE: one call per role, each under its own register budget.
     if (warpgroup == 0) {
       set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
@@ -837,7 +848,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_sm90_kernel(cons
       set_max_regs<T::kLaunchRegs, T::kPvRegs>();
       consume<T, 1>(sm, p, chunk_begin, chunk_end);
     }
-  }
+  });
 }
 
 }  // namespace model1::cuda::sm90

@@ -321,51 +321,15 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
   }
 }
 
-/// The small-head split kernel. Grid: b * s_q * max_splits CTAs (one head group); CTAs whose
-/// split is past their request's schedule exit at once.
+/// The small-head split kernel. Grid: b * s_q * max_splits CTAs (one head group).
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1)
     sparse_decode_sm90_small_kernel(const __grid_constant__ DecodeParams p) {
   const Smem<T> sm;
-  const CtaCoord cc = cta_coord(p);
-  const int i = cc.i, j = cc.j, split = cc.split;
-
-  const int main_keys = clamp_length(p.topk_length, i, p.topk);
-  const int extra_keys = p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, i, p.extra_topk) : 0;
-  const RequestSchedule sched = request_schedule(main_keys, extra_keys, p.split_chunks);
-  if (split >= sched.num_splits) return;
-  const int chunk_begin = split * sched.chunks_per_split;
-  const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
-
-  if (threadIdx.x == 0) {
-    init_pipeline_barriers<T>(sm, T::kProducerThreads);
-    if constexpr (T::kBulkRing) {
-      for (int w = 0; w < T::kProducerWarps; ++w) {
-        for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
-      }
-    }
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();  // barriers initialized
-
-  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
-  if (warpgroup >= T::kConsumerWarpgroups) {
-    ptx::setmaxnreg_dec<T::kProducerRegs>();
-    KeyLists lists;
-    lists.main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
-    lists.extra_idx =
-        p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
-    lists.main_keys = main_keys;
-    lists.num_keys = sched.num_keys;
-    if constexpr (T::kBulkRing) {
-      produce_bulk<T>(sm, p, lists, chunk_begin, chunk_end);
-    } else {
-      produce<T>(sm, p, lists, chunk_begin, chunk_end);
-    }
-  } else {
+  decode_cta<T>(p, sm, [&](int, int chunk_begin, int chunk_end) {
     set_max_regs<T::kLaunchRegs, T::kConsumerRegs>();
     consume_small<T>(sm, p, chunk_begin, chunk_end);
-  }
+  });
 }
 
 }  // namespace model1::cuda::sm90
