@@ -87,7 +87,7 @@ void print_presets() {
                std::to_string(p.s_q), main, extra,
                std::string(p.point_name()) + "=" + join(points, ","), join(bar, " / ")});
   }
-  std::printf("benchmark presets (PERFORMANCE.md; `model1 bench --preset NAME`):\n");
+  std::printf("benchmark presets (PERFORMANCE.md's, and two more shard sizes; `model1 bench --preset NAME`):\n");
   t.print(stdout);
 }
 
