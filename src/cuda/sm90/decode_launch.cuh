@@ -40,21 +40,18 @@ bool supports(const DecodeParams& p, int device) {
          device_smem_optin(device, "sparse_decode") >= smem;
 }
 
-/// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs. `smem_raised`: the
-/// kernel's own flag (each kernel raises its shared-memory limit once per device).
+/// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs (the caller checks the
+/// launch). `smem_raised`: the kernel's own flag (each kernel raises its shared-memory limit
+/// once per device).
 template <class T, class Kernel>
 void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t stream, int device,
-                        std::atomic<uint64_t>& smem_raised, const char* name) {
+                        std::atomic<uint64_t>& smem_raised) {
   ensure_smem_limit(kernel, device, T::kSmemBytes, smem_raised, "sparse_decode");
   DecodeParams p = params;
   p.num_head_groups = p.h_q / T::kRows;
   const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31", std::to_string(ctas));
   kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw_cuda_error("sparse_decode", err, (std::string("launch of ") + name).c_str(), __FILE__, __LINE__);
-  }
 }
 
 /// The small-head kernel for exactly kHeads heads.
@@ -62,8 +59,8 @@ template <class Format, int kHeads>
 void launch_small_heads(const DecodeParams& p, cudaStream_t stream, int device) {
   using T = DecodeSmallTraits<Format, kHeads>;
   static std::atomic<uint64_t> smem_raised{0};
-  launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, smem_raised,
-                        "sparse_decode_sm90_small_kernel");
+  launch_decode_grid<T>(sparse_decode_sm90_small_kernel<T>, p, stream, device, smem_raised);
+  MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_sm90_small_kernel");
 }
 
 template <class Format>
@@ -80,7 +77,8 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
     default: {  // 64 or 128: one CTA per 64 heads
       using T = DecodeTraits<Format>;
       static std::atomic<uint64_t> smem_raised{0};
-      launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, smem_raised, "sparse_decode_sm90_kernel");
+      launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, smem_raised);
+      MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_sm90_kernel");
       return;
     }
   }
