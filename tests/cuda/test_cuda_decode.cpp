@@ -679,7 +679,7 @@ TEST(CudaSmall, DecodeHopperV32Heads64) {
   run_small(c);
 }
 
-// NOTE: the small-head sm_90a kernel (8, 16, 32 heads): both producer sets, stages wrapping,
+// NOTE: the small-head sm_90a kernel (8, 16, 32 heads): 4-key producer warps, stages wrapping,
 // several splits (1100 + 300 keys: 22 chunks), invalid keys and all-invalid rows, both caches.
 TEST(CudaSmall, DecodeHopperSmallHeads) {
   MODEL1_REQUIRE_GPU();

@@ -124,9 +124,8 @@ struct DecodeTraits {
 ///            read MN-major, B = P^T);
 ///   WG 1..4  producers: the decode producers (produce_bulk / produce) with 16 warps of 4 keys
 ///            each instead of 8 warps of 8: the consumer needs few registers, and the producer
-///            side bounds the speed (PERF.md: 8 warps were 1.3x slower on model1-tp-h16; two sets
-///            of 8 warps taking turns over chunks were 1.1x slower, as a set then waited for the
-///            consumer to free its stage).
+///            side bounds the speed (PERF.md: two sets of 8 warps of 8 keys taking turns over
+///            chunks were 1.1x slower, as a set then waited for the consumer to free its stage).
 template <class Format, int kHeads_>
 struct DecodeSmallTraits {
   using F = Format;
@@ -168,11 +167,12 @@ struct DecodeSmallTraits {
   static constexpr int kKOffset = kQOffset + kColBlocks * kQBlockBytes;
   static constexpr int kPOffset = kKOffset + kStages * kTileBytes;  // P^T: kHeads x 64 keys
   static constexpr int kValidOffset = kPOffset + kQBlockBytes;
-  // Row statistics, [4 warps][kHeads] f32 each: the chunk's per-warp column maxima, then the
-  // per-warp column sums (epilogue); the final m and l per head follow.
+  // Row statistics, [4 warps][kHeads] f32 each: the chunk's per-warp column maxima (then, in the
+  // epilogue, each head's factor and empty flag), the per-warp column sums; then the final m per
+  // head.
   static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
   static constexpr int kRedSumOffset = kRedMaxOffset + 4 * kHeads * 4;
-  static constexpr int kStatOffset = kRedSumOffset + 4 * kHeads * 4;  // [2][kHeads]: m, l
+  static constexpr int kStatOffset = kRedSumOffset + 4 * kHeads * 4;  // [kHeads]: final m (2 x kHeads reserved)
   static constexpr int kBarOffset = kStatOffset + 2 * kHeads * 4;
   static constexpr int kBarBytes = (2 * kStages + 2) * 8;
   static constexpr bool kBulkRing = kModel1;
@@ -192,8 +192,6 @@ struct DecodeSmallTraits {
   static_assert(kKOffset % 1024 == 0 && kPOffset % 1024 == 0, "swizzle atoms 1024-byte aligned");
   static_assert(kKeysPerProducerWarp == 8 || kKeysPerProducerWarp == 4, "the decode producers' lane mapping");
   static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
-  // the epilogue stages O^T (kHeads x 512 f32) in key-tile stage 0
-  static_assert(kHeads * kDV * 4 <= kTileBytes, "O staging fits one key tile");
 
   // Named barriers among the consumer warpgroup's 4 warps.
   static constexpr int kBarrierQ = 1;
