@@ -668,6 +668,21 @@ TEST(CudaSmall, DecodeHopperModel1Heads128) {
   run_small(c);
 }
 
+// NOTE: 128 heads run as 2-CTA clusters on sm_90 (each CTA converts half of every chunk's keys
+// and copies them into the partner's tile): V3.2 records, invalid keys and all-invalid rows,
+// topk_length, a split request (stages reused across both CTAs' pair barriers).
+TEST(CudaSmall, DecodeHopperV32Heads128) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase c;
+  c.format = KvFormat::kV32Fp8;
+  c.h_q = 128; c.b = 2; c.s_q = 2; c.topk = 700;
+  c.main = CacheSpec{64, 24, 0, 0};
+  c.has_extra = true; c.extra_topk = 500; c.extra = CacheSpec{2, 600, 16, 0};
+  c.topk_length = true; c.sink = SinkMode::kFinite;
+  c.invalid_fraction = 0.2; c.all_invalid_rows = 0.3;
+  run_small(c);
+}
+
 TEST(CudaSmall, DecodeHopperV32Heads64) {
   MODEL1_REQUIRE_GPU();
   DecodeCase c;

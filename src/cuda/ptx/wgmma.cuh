@@ -156,6 +156,41 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// ---- thread-block clusters (distributed shared memory) ----------------------------------------
+/// This CTA's rank in its cluster.
+__device__ __forceinline__ uint32_t cluster_ctarank() {
+  uint32_t r;
+  asm("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+/// The shared::cluster address, in CTA `rank` of the cluster, of the variable at this CTA's
+/// shared address `addr`.
+__device__ __forceinline__ uint32_t mapa_shared(uint32_t addr, uint32_t rank) {
+  uint32_t r;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+  return r;
+}
+/// Arrive on an mbarrier of any CTA of the cluster, given by its shared::cluster address
+/// (default semantics: release at CTA scope; enough where the arrival orders no data of this
+/// CTA, only reads already complete).
+__device__ __forceinline__ void mbarrier_arrive_remote(uint32_t cluster_bar) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_bar) : "memory");
+}
+/// Bulk copy of `bytes` (a multiple of 16; both addresses 16-byte aligned) from this CTA's
+/// shared memory (`src`) to the shared memory of a CTA of the cluster (`dst`, shared::cluster),
+/// by the copy engine; completes `bytes` of transactions on that CTA's mbarrier `cluster_bar`.
+__device__ __forceinline__ void cp_async_bulk_s2cluster(uint32_t dst, uint32_t src, uint32_t bytes,
+                                                        uint32_t cluster_bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+      "r"(src), "r"(bytes), "r"(cluster_bar)
+      : "memory");
+}
+/// Every thread of every CTA of the cluster (release / acquire): a cluster-wide barrier.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
 // ---- register liveness ----------------------------------------------------------------------
 /// Keeps `r` alive (and unchanged) up to this point: the A-fragment registers of an
 /// asynchronous wgmma must not be reused before the wgmma is known complete.

@@ -72,6 +72,11 @@ struct Smem {
   __device__ uint32_t empty_bar(int stage) const {
     return ptx::smem_addr(at(T::kBarOffset + (T::kStages + stage) * 8));
   }
+  /// Cluster only (T::kPairBarOffset): stage `stage` released by the consumers of both CTAs;
+  /// this CTA's consumers done with their chunks; the partner's consumers done with theirs.
+  __device__ uint32_t pair_free_bar(int stage) const { return ptx::smem_addr(at(T::kPairBarOffset + stage * 8)); }
+  __device__ uint32_t done_bar() const { return ptx::smem_addr(at(T::kPairBarOffset + T::kStages * 8)); }
+  __device__ uint32_t partner_done_bar() const { return ptx::smem_addr(at(T::kPairBarOffset + T::kStages * 8 + 8)); }
   /// P (and the rescale factors) of a chunk written by WG 0 / read by WG 1's P V.
   __device__ uint32_t p_full_bar() const { return ptx::smem_addr(at(T::kBarOffset + 2 * T::kStages * 8)); }
   __device__ uint32_t p_empty_bar() const { return ptx::smem_addr(at(T::kBarOffset + (2 * T::kStages + 1) * 8)); }
@@ -105,6 +110,85 @@ __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
   c.j = static_cast<int>(bid % p.s_q);
   c.i = static_cast<int>(bid / p.s_q);
   return c;
+}
+
+// ---- the key-tile ring of a 2-CTA cluster (DecodeTraits kCluster 2) -------------------------
+
+/// The other CTA of this CTA's 2-CTA cluster.
+__device__ __forceinline__ uint32_t partner_rank() { return ptx::cluster_ctarank() ^ 1u; }
+
+/// First tile row of producer warp `pw`'s keys: pw * K alone; in a cluster, CTA rank r converts
+/// rows 32 r .. 32 r + 31.
+template <class T>
+__device__ __forceinline__ int producer_first_row(int pw) {
+  const int rank = T::kCluster == 2 ? static_cast<int>(ptx::cluster_ctarank()) : 0;
+  return rank * T::kKeysPerCta + pw * T::kKeysPerProducerWarp;
+}
+
+/// The key (tile row) a producer lane fetches candidates for: lanes 0..K-1 the warp's keys (K =
+/// kKeysPerProducerWarp; higher lanes repeat them). In a cluster, lanes K..2K-1 take the rows
+/// the partner's warp of the same index converts: this CTA writes their validity flags itself
+/// (the consumers mask S with them), from the same bounds check, instead of receiving them.
+template <class T>
+__device__ __forceinline__ int producer_lane_key(int first_row, int lane) {
+  constexpr int kKeys = T::kKeysPerProducerWarp;
+  const bool partner = T::kCluster == 2 && (lane / kKeys) % 2 == 1;
+  return (partner ? first_row ^ T::kKeysPerCta : first_row) + lane % kKeys;
+}
+
+/// A producer waits until stage `stage` is free (phase parity `parity` of its empty barrier;
+/// `first_use`: the stage's first chunk of the split, free from the start). In a cluster the
+/// partner's producers copy into this CTA's tile too, so the stage is free once the consumers of
+/// both CTAs released it: each producer warp, once this CTA's consumers released it, forwards
+/// that (lane 0) to the pair barriers of both CTAs, and waits on its own (every producer warp
+/// of both CTAs arrives once per reuse of the stage). NOTE: the consumers do not arrive on the
+/// partner's barrier themselves: a remote arrival in the consumer warpgroups made ptxas
+/// serialize their wgmma (a compiler-inserted wait in a divergent path).
+template <class T>
+__device__ __forceinline__ void wait_stage_free(const Smem<T>& sm, int stage, uint32_t parity, bool first_use) {
+  ptx::mbarrier_wait(sm.empty_bar(stage), parity);
+  if constexpr (T::kCluster == 2) {
+    if (!first_use) {
+      const uint32_t pair = sm.pair_free_bar(stage);
+      if (threadIdx.x % 32 == 0) {
+        ptx::mbarrier_arrive(pair);
+        // NOTE: CTA-scope release and acquire: the arrival orders no data, only the consumers'
+        // reads, complete before their release (a release / acquire at cluster scope cost a
+        // fence and an L1 invalidation per chunk on this path: ERRBAR, CCTL.IVALL).
+        ptx::mbarrier_arrive_remote(ptx::mapa_shared(pair, partner_rank()));
+      }
+      ptx::mbarrier_wait(pair, parity);
+    }
+  }
+}
+
+/// A producer warp is done with its rows `first_row` .. of stage `stage` (generic stores, every
+/// lane fenced for the async proxy by the caller). Alone: every lane arrives on the full
+/// barrier. In a cluster, lane 0 also hands the rows to the copy engine, which copies them into
+/// the partner's tile (one bulk copy per column block) and completes their bytes on the
+/// partner's full barrier; and lane 0's arrival expects the bytes the partner's warp of the
+/// same index sends here.
+template <class T>
+__device__ __forceinline__ void producer_publish(const Smem<T>& sm, int stage, int first_row) {
+  const uint32_t full = sm.full_bar(stage);
+  if constexpr (T::kCluster == 2) {
+    __syncwarp();  // every lane's stores (and fences) precede the copies
+    if (threadIdx.x % 32 == 0) {
+      const uint32_t peer = partner_rank();
+      const uint32_t src = ptx::smem_addr(sm.k(stage)) + static_cast<uint32_t>(first_row) * 128;
+      const uint32_t peer_full = ptx::mapa_shared(full, peer);
+#pragma unroll
+      for (int cb = 0; cb < T::kColBlocks; ++cb) {
+        const uint32_t a = src + cb * T::kBlockBytes;
+        ptx::cp_async_bulk_s2cluster(ptx::mapa_shared(a, peer), a, T::kKeysPerProducerWarp * 128, peer_full);
+      }
+      ptx::mbarrier_arrive_expect_tx(full, T::kPartnerBytesPerWarp);
+    } else {
+      ptx::mbarrier_arrive(full);
+    }
+  } else {
+    ptx::mbarrier_arrive(full);
+  }
 }
 
 /// Q rows first_row .. first_row + 63 of one token (`q_rows`: its first head, `stride_h`
@@ -195,9 +279,10 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
   constexpr int kNopeGroups = v32_fp8::kNopeBytes / 8;  // 64: RoPE groups follow
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
-  const int my_key = pw * kKeys + lane % kKeys;
-  // key pw * K + kk has swizzle row (key % 8) = kk % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
-  const int key_swz = kKeys % 8 == 0 ? 0 : (pw * kKeys) % 8;
+  const int first_row = producer_first_row<T>(pw);
+  const int my_key = producer_lane_key<T>(first_row, lane);
+  // key first_row + kk has swizzle row (key % 8) = kk % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
+  const int key_swz = first_row % 8;
   const KeyFetcher fetch{lists, chunk_end, my_key};
   auto record = [&](const Candidate& cand) {
     const KeyAddress a = portable::key_address(p, cand);
@@ -227,9 +312,9 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
     const uint64_t after_row = record(after);
     prefetch(after_row);
     after = fetch(c + 3);
-    ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
+    wait_stage_free<T>(sm, ps.stage, ps.phase ^ 1u, c - chunk_begin < T::kStages);
     uint8_t* tile = sm.k(ps.stage);
-    if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
+    if (lane < T::kCluster * kKeys) sm.valid(ps.stage)[my_key] = cur != 0;
 #pragma unroll 1
     for (int kb = 0; kb < kKeys; kb += kBatch) {
       uint4 codes[kBatch], rope[kBatch];
@@ -252,7 +337,7 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
       for (int k = 0; k < kBatch; ++k) {
         const int kk = kb + k;
         const int swz = (kk % 8) ^ key_swz;  // the key's row % 8
-        uint8_t* out_row = tile + pw * kKeys * 128 + kk * 128;
+        uint8_t* out_row = tile + (first_row + kk) * 128;
         uint32_t w[8];
         dequant16(codes[k], scale[k], w);
         const uint4 va = ok[k] ? make_uint4(w[0], w[1], w[2], w[3]) : make_uint4(0, 0, 0, 0);
@@ -265,8 +350,8 @@ __device__ void produce(const Smem<T>& sm, const DecodeParams& p, const KeyLists
         }
       }
     }
-    ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
-    ptx::mbarrier_arrive(sm.full_bar(ps.stage));
+    ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads (and copies)
+    producer_publish<T>(sm, ps.stage, first_row);
     ps.advance();
     cur = nxt;
     nxt = after_row;
@@ -313,12 +398,16 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   static_assert(kSlots % kGroup == 0, "groups of keys never straddle the ring");
   const int lane = threadIdx.x % 32;
   const int pw = (threadIdx.x - T::kConsumerThreads) / 32;
-  const int my_key = pw * kKeys + lane % kKeys;
-  // key pw * K + k has swizzle row (key % 8) = k % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
-  const int key_swz = kKeys % 8 == 0 ? 0 : (pw * kKeys) % 8;
+  const int first_row = producer_first_row<T>(pw);
+  const int my_key = producer_lane_key<T>(first_row, lane);
+  // key first_row + k has swizzle row (key % 8) = k % 8 ^ key_swz (K = 8: 0; K = 4: 0 or 4)
+  const int key_swz = first_row % 8;
   const KeyFetcher fetch{lists, chunk_end, my_key};
-  auto load_scales = [](const RowAddr& r) {
-    return r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
+  // NOTE: only lanes 0..K-1 use their key's scales (in a cluster lanes K..2K-1 hold the
+  // partner's keys: their loads would be wasted).
+  const bool scale_lane = T::kCluster == 1 || lane < kKeys;
+  auto load_scales = [scale_lane](const RowAddr& r) {
+    return scale_lane && r.row != 0 ? __ldg(reinterpret_cast<const uint2*>(r.scales)) : make_uint2(0, 0);
   };
   const int num_chunks = chunk_end - chunk_begin;
 
@@ -376,9 +465,9 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
     prefetch(after_rows);
     const uint2 after_scales = load_scales(after_rows);
     after = fetch(chunk_begin + q + 3);
-    ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
+    wait_stage_free<T>(sm, ps.stage, ps.phase ^ 1u, q < T::kStages);
     uint8_t* tile = sm.k(ps.stage);
-    if (lane < kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
+    if (lane < T::kCluster * kKeys) sm.valid(ps.stage)[my_key] = cur.row != 0;
     const uint32_t valid_mask = __ballot_sync(0xffffffffu, lane < kKeys && cur.row != 0);
     // NOTE: the chunk's scale rows (lane k < K holds key k's 8 bytes) transposed through shared
     // memory, so each lane reads the bytes of its own tile for all K keys at once (two shuffles
@@ -427,7 +516,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
           a = make_uint4(w[0], w[1], w[2], w[3]);
           b = make_uint4(w[4], w[5], w[6], w[7]);
         }
-        const int key = pw * kKeys + k;
+        const int key = first_row + k;
         const int swz = (k % 8) ^ key_swz;  // key % 8 (a constant per k when K = 8)
         uint8_t* out_row = tile + out_block + key * 128;
         *reinterpret_cast<uint4*>(out_row + ((out_chunk ^ swz) << 4)) = a;
@@ -461,8 +550,8 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
         }
       }
     }
-    ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads
-    ptx::mbarrier_arrive(sm.full_bar(ps.stage));
+    ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads (and copies)
+    producer_publish<T>(sm, ps.stage, first_row);
     ps.advance();
     cur = nxt;
     cur_scales = nxt_scales;
@@ -777,6 +866,7 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
   consume_chunks<T, kWg>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+  if constexpr (T::kCluster == 2) ptx::mbarrier_arrive(sm.done_bar());  // every full barrier waited for
 
   // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----
   // NOTE: the CTA's coordinates are recomputed here rather than kept live through the loop.
@@ -820,7 +910,12 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
 
   if (threadIdx.x == 0) {
-    init_pipeline_barriers<T>(sm, T::kProducerThreads);
+    init_pipeline_barriers<T>(sm, T::kFullArrivals);
+    if constexpr (T::kCluster == 2) {
+      for (int st = 0; st < T::kStages; ++st) ptx::mbarrier_init(sm.pair_free_bar(st), 2 * T::kProducerWarps);
+      ptx::mbarrier_init(sm.done_bar(), T::kConsumerThreads);
+      ptx::mbarrier_init(sm.partner_done_bar(), 1);
+    }
     if constexpr (T::kBulkRing) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
         for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
@@ -828,7 +923,11 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
     }
     ptx::fence_mbarrier_init();
   }
-  __syncthreads();  // barriers initialized
+  if constexpr (T::kCluster == 2) {
+    ptx::cluster_sync();  // both CTAs' barriers initialized before either touches the other's
+  } else {
+    __syncthreads();  // barriers initialized
+  }
 
   // NOTE: the warpgroup index through a shuffle: ptxas then knows the role branch is
   // warp-uniform (wgmma in a possibly divergent path gets serialized).
@@ -845,6 +944,19 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
       produce_bulk<T>(sm, p, lists, chunk_begin, chunk_end);
     } else {
       produce<T>(sm, p, lists, chunk_begin, chunk_end);
+    }
+    if constexpr (T::kCluster == 2) {
+      // NOTE: the CTA must outlive its bulk copies, which read its tile until they complete on
+      // the partner's full barriers; no instruction waits for that here. So producer warp 0
+      // waits until this CTA's consumers left their chunk loop, tells the partner, and waits
+      // for the partner's word that its consumers left theirs (every copy into the partner
+      // complete). Every other access between the two CTAs (the pair-barrier arrivals) is
+      // waited for by its target inside the chunk loop (both CTAs walk the same chunks).
+      if (warpgroup == T::kConsumerWarpgroups && threadIdx.x % 128 < 32) {
+        ptx::mbarrier_wait(sm.done_bar(), 0);
+        if (threadIdx.x % 32 == 0) ptx::mbarrier_arrive_remote(ptx::mapa_shared(sm.partner_done_bar(), partner_rank()));
+        ptx::mbarrier_wait(sm.partner_done_bar(), 0);
+      }
     }
   } else {
     consume(warpgroup, chunk_begin, chunk_end);

@@ -2,8 +2,10 @@
 // (included only by the sm_90a instantiation files).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/cuda_check.h"
@@ -26,8 +28,9 @@ int smem_for_heads(int h_q) {
     case 32:
       return DecodeSmallTraits<Format, 32>::kSmemBytes;
     case 64:
-    case 128:
       return DecodeTraits<Format>::kSmemBytes;
+    case 128:
+      return std::max(DecodeTraits<Format>::kSmemBytes, DecodeTraits<Format, 2>::kSmemBytes);
     default:
       return 0;
   }
@@ -42,16 +45,50 @@ bool supports(const DecodeParams& p, int device) {
 
 /// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs (the caller checks the
 /// launch). `smem_raised`: the kernel's own flag (each kernel raises its shared-memory limit
-/// once per device).
+/// once per device). T::kCluster 2: the two head groups of a (request, token, split), adjacent
+/// in blockIdx.x, form one cluster.
 template <class T, class Kernel>
 void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t stream, int device,
                         std::atomic<uint64_t>& smem_raised) {
   ensure_smem_limit(kernel, device, T::kSmemBytes, smem_raised, "sparse_decode");
   DecodeParams p = params;
   p.num_head_groups = p.h_q / T::kRows;
+  MODEL1_CHECK(p.num_head_groups % T::kCluster == 0, "q.shape",
+               "h_q a multiple of " + std::to_string(T::kRows * T::kCluster) + " (sm_90a cluster kernel)",
+               std::to_string(p.h_q));
   const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31", std::to_string(ctas));
-  kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
+  if constexpr (T::kCluster == 1) {
+    kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
+  } else {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+    cfg.blockDim = dim3(T::kThreads);
+    cfg.dynamicSmemBytes = T::kSmemBytes;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = T::kCluster;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, kernel, p));
+  }
+}
+
+/// 128 heads as 2-CTA clusters sharing the key conversion (DecodeTraits kCluster 2): on unless
+/// MODEL1_CUDA_DECODE_CLUSTER is "0" (comparisons, tests of both paths). NOTE: read once per
+/// process.
+inline bool cluster_decode_enabled() {
+  static const bool value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_DECODE_CLUSTER");
+    if (env == nullptr || *env == '\0') return true;
+    const std::string v = env;
+    MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_DECODE_CLUSTER", "'0', '1' or unset", "'" + v + "'");
+    return v == "1";
+  }();
+  return value;
 }
 
 /// The small-head kernel for exactly kHeads heads.
@@ -75,6 +112,13 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
     case 32:
       return launch_small_heads<Format, 32>(p, stream, device);
     default: {  // 64 or 128: one CTA per 64 heads
+      if (p.h_q == 128 && cluster_decode_enabled()) {
+        using T = DecodeTraits<Format, 2>;
+        static std::atomic<uint64_t> smem_raised{0};
+        launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, smem_raised);
+        MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "sparse_decode_sm90_kernel (2-CTA clusters)");
+        return;
+      }
       using T = DecodeTraits<Format>;
       static std::atomic<uint64_t> smem_raised{0};
       launch_decode_grid<T>(sparse_decode_sm90_kernel<T>, p, stream, device, smem_raised);

@@ -22,9 +22,16 @@ namespace model1::cuda::sm90 {
 ///            producer side bounds the speed (PERF.md: 3 warpgroups with one producer
 ///            warpgroup were 1.3x slower on model1-c1).
 /// Format: portable::FormatModel1Fp8 (d_qk 512) or portable::FormatV32Fp8 (d_qk 576).
-template <class Format>
+/// kCluster 2 (h_q 128): the two head groups of one (request, token, split) run as a cluster of
+/// two CTAs that share the conversion: each CTA's producers gather and convert half of every
+/// chunk's keys (rows 32 r .. 32 r + 31 of the tile in CTA rank r) into its own key tile, and the
+/// copy engine copies the converted rows into the partner's tile (cp.async.bulk shared::cta ->
+/// shared::cluster, completing on the partner's full barrier). A stage is free once the
+/// consumers of both CTAs released it.
+template <class Format, int kCluster_ = 1>
 struct DecodeTraits {
   using F = Format;
+  static constexpr int kCluster = kCluster_;
   static constexpr int kDQk = F::kDQk;
   static constexpr int kDV = 512;
   static constexpr int kRows = 64;                  // heads per CTA (wgmma M)
@@ -35,9 +42,13 @@ struct DecodeTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kProducerWarps = kProducerThreads / 32;
-  static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 8
+  static constexpr int kKeysPerCta = kBlockN / kCluster;                      // keys this CTA converts
+  static constexpr int kKeysPerProducerWarp = kKeysPerCta / kProducerWarps;  // 8 (4 in a cluster)
+  // Arrivals completing a full barrier's phase: every producer thread of this CTA (in a
+  // cluster one lane per warp also expects the bytes the partner's warp copies here).
+  static constexpr int kFullArrivals = kProducerThreads;
   static constexpr int kProducerBatch = 2;  // V3.2: keys whose loads a warp has in flight
-  static constexpr int kProducerGroup = 1;  // MODEL1: keys a warp converts together
+  static constexpr int kProducerGroup = kCluster == 2 ? 2 : 1;  // MODEL1: keys a warp converts together
   // NOTE: registers: 65536 / 512 threads = 128 per thread at launch. The producers give
   // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
   // own budget, but checks every single instruction against the launch bound: hence P V in
@@ -87,7 +98,11 @@ struct DecodeTraits {
   static constexpr bool kBulkRing = F::kStageScaleBytes > 0;
   static constexpr int kRingSlots = kBulkRing ? 4 : 0;  // raw rows per producer warp (half its keys)
   static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
-  static constexpr int kRingOffset = (kBarOffset + kBarBytes + 15) / 16 * 16;
+  // Cluster only: per stage, released by the consumers of both CTAs (wait_stage_free); then
+  // the two exit barriers (this CTA's consumers done, the partner's consumers done).
+  static constexpr int kPairBarOffset = kBarOffset + kBarBytes;
+  static constexpr int kPairBarBytes = kCluster == 2 ? (kStages + 2) * 8 : 0;
+  static constexpr int kRingOffset = (kPairBarOffset + kPairBarBytes + 15) / 16 * 16;
   static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
   static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
   static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
@@ -101,7 +116,11 @@ struct DecodeTraits {
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
   static_assert(kDQk % 64 == 0 && kDV % 64 == 0, "64-dim column blocks");
   static_assert(kBlockN == 64, "one 64-key tile per schedule chunk");
-  static_assert(kBlockN % kProducerWarps == 0 && kKeysPerProducerWarp % kProducerBatch == 0,
+  static_assert(kCluster == 1 || kCluster == 2, "one CTA, or a cluster of two");
+  // Converted rows a producer warp copies into the partner's tile per chunk (one bulk copy per
+  // column block: the warp's rows are contiguous inside each 1024-byte swizzle atom).
+  static constexpr uint32_t kPartnerBytesPerWarp = kCluster == 2 ? kColBlocks * kKeysPerProducerWarp * 128 : 0;
+  static_assert(kKeysPerCta % kProducerWarps == 0 && kKeysPerProducerWarp % kProducerBatch == 0,
                 "whole key batches per producer warp");
   static_assert(kKeysPerProducerWarp <= 32, "one lane per key of a producer warp");
   static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
@@ -142,6 +161,10 @@ struct DecodeSmallTraits {
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;  // 640
   static constexpr int kProducerWarps = kProducerThreads / 32;           // 16
   static constexpr int kKeysPerProducerWarp = kBlockN / kProducerWarps;  // 4
+  static constexpr int kCluster = 1;  // one CTA (the decode producers' cluster mode unused)
+  static constexpr int kKeysPerCta = kBlockN;
+  static constexpr int kFullArrivals = kProducerThreads;
+  static constexpr uint32_t kPartnerBytesPerWarp = 0;
   static constexpr bool kModel1 = F::kStageScaleBytes > 0;
   // NOTE: registers: 65536 / 640 threads = 96 at launch (rounded to 8). The consumer holds O^T
   // (8 x kHeads / 2 f32) and S^T, which leaves the producers 72 registers: enough for MODEL1's

@@ -29,6 +29,7 @@ struct PrefillTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
+  static constexpr int kCluster = 1;  // the shared consumer loop's stage release: this CTA only
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
   // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
   static constexpr int kThreadsPerKeyGroup = 8;
