@@ -109,24 +109,25 @@ __device__ __forceinline__ uint4 load_cache_u128(const uint8_t* src) {
   }
 }
 
+/// The biased exponent E of a nope group's scale (`sc` as staged: the UE8M0 byte (MODEL1) or
+/// the f32 bits (V32) of its tile) when dequant4_bf16_fast applies to it, else 0.
+template <class F>
+__device__ __forceinline__ uint32_t group_fast_exp(uint32_t sc) {
+  if constexpr (F::kStageScaleBytes > 0) {
+    return sc >= kMinFastScaleExp && sc <= kMaxFastScaleExp ? sc : 0;
+  } else {
+    return fast_scale_exp(__uint_as_float(sc));
+  }
+}
+
 /// One group of 8 dims of a key -> 8 exact bf16 values. `raw`: fp8 codes in .x/.y (nope
 /// groups; `sc` the UE8M0 byte (MODEL1) or f32 bits (V32) of the group's tile) or 8 bf16 (rope
-/// groups, returned as they are); zeros for invalid keys (`ok` false). NOTE: the compact path's
-/// copy of the conversion in DecodeCta::dequant_chunk; calling this helper there made ptxas
-/// spill in the 64-row model1_fp8 kernel at its 128-register cap, so that one stays inline.
+/// groups, returned as they are); zeros for invalid keys (`ok` false).
 template <class F>
 __device__ __forceinline__ uint4 dequant_group(uint4 raw, uint32_t sc, bool ok, bool nope) {
   if (!ok || !nope) return raw;  // rope groups as loaded, zeros for invalid keys
-  float scale;
-  uint32_t scale_exp;
-  if constexpr (F::kStageScaleBytes > 0) {
-    const uint32_t e = sc;  // UE8M0
-    scale = ue8m0_to_float(e);
-    scale_exp = e >= kMinFastScaleExp && e <= kMaxFastScaleExp ? e : 0;
-  } else {
-    scale = __uint_as_float(sc);
-    scale_exp = fast_scale_exp(scale);
-  }
+  const float scale = F::kStageScaleBytes > 0 ? ue8m0_to_float(sc) : __uint_as_float(sc);
+  const uint32_t scale_exp = group_fast_exp<F>(sc);
   const uint32_t cx = raw.x, cy = raw.y;
   uint2 lo, hi;
   if (scale_exp != 0 && !e4m3x4_has_special(cx) && !e4m3x4_has_special(cy)) {
@@ -244,75 +245,121 @@ struct DecodeCta {
 
   /// Staging buffer -> sK (exact bf16), sStageValid -> sValid. Invalid keys give zero rows
   /// (selected, never computed from the stale staging bytes).
+  /// The first kColumns groups of every key (MODEL1: all 64, V32: its 64 nope groups) go by
+  /// columns: thread t converts group t % kColumns of keys t / kColumns + k * kKeyStep, so the
+  /// group's column, its nope / rope kind and its scale tile are per-thread constants and only
+  /// the key row moves (immediate offsets). The groups past them (V32: rope) go one per item.
   __device__ void dequant_chunk() {
-    constexpr int kItems = T::kBlockN * F::kGroupsPerKey;  // groups of 8 dims
-    static_assert(kItems % T::kThreads == 0, "whole dequant items per thread");
-    constexpr int kPerThread = kItems / T::kThreads;
-    constexpr int kBatch = kPerThread % 2 == 0 ? 2 : (kPerThread % 3 == 0 ? 3 : 1);
+    constexpr int kColumns = T::kThreads % F::kGroupsPerKey == 0 ? F::kGroupsPerKey : F::kNopeGroups;
+    static_assert(T::kThreads % kColumns == 0, "the threads cover whole columns");
+    constexpr int kKeyStep = T::kThreads / kColumns;
+    constexpr int kPerThread = T::kBlockN / kKeyStep;
+    static_assert(T::kBlockN % kKeyStep == 0, "whole keys per column");
     constexpr int kRopeOffset = F::kStageScaleBytes > 0 ? model1_fp8::kNopeBytes : v32_fp8::kRopeOffset;
-    // NOTE: a batch's shared loads first, then its conversions and stores. One item at a time,
-    // the compiler cannot hoist the next item's loads above this item's store to sK (it cannot
-    // prove the two do not alias), so every item paid a full shared-memory round trip.
-#pragma unroll 1
+    constexpr int kSrcStep = kKeyStep * F::kStageDataBytes;
+    constexpr int kDstStep = kKeyStep * T::kKStride;
+    // NOTE: a batch's shared loads first, then its conversions and stores: the compiler cannot
+    // hoist loads above a store to sK (it cannot prove the two do not alias). Batches of 4
+    // items spill under the 128-register cap of 16 warps, so those take 2.
+    constexpr int kBatch = T::kThreads > 256 ? 2 : 4;
+    static_assert(kPerThread % kBatch == 0, "whole batches per thread");
+
+    // NOTE: the validity bytes move as 16-byte words (kBlockN / 16 threads), not one byte per
+    // key and item.
+    static_assert(T::kBlockN % 16 == 0 && T::kValidOffset % 16 == 0 && T::kStageValidOffset % 16 == 0,
+                  "16-byte validity words");
+    if (threadIdx.x < T::kBlockN / 16) {
+      reinterpret_cast<uint4*>(sValid)[threadIdx.x] =
+          reinterpret_cast<const uint4*>(sStageValid)[threadIdx.x];
+    }
+
+    // The groups past the columns (V32: its 8 rope groups): 16 bytes as staged per item.
+    constexpr int kRestGroups = F::kGroupsPerKey - kColumns;
+    static_assert(kColumns >= F::kNopeGroups, "the groups past the columns are rope groups");
+    if constexpr (kRestGroups > 0) {
+      static_assert(T::kBlockN * kRestGroups % T::kThreads == 0, "whole rope items per thread");
+#pragma unroll
+      for (int k = 0; k < T::kBlockN * kRestGroups / T::kThreads; ++k) {
+        const int item = threadIdx.x + k * T::kThreads;
+        const int key = item / kRestGroups;
+        const int grp = kColumns + item % kRestGroups;
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (sStageValid[key] != 0) {
+          raw = *reinterpret_cast<const uint4*>(sStageData + key * F::kStageDataBytes + kRopeOffset +
+                                                (grp - F::kNopeGroups) * 16);
+        }
+        *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = raw;
+      }
+    }
+
+    const int grp = threadIdx.x % kColumns;
+    const int key0 = threadIdx.x / kColumns;
+    const uint8_t* valid = sStageValid + key0;
+    const uint8_t* src = sStageData + key0 * F::kStageDataBytes;
+    uint16_t* dst = sK + key0 * T::kKStride + grp * 8;
+    if (grp >= F::kNopeGroups) {  // rope columns (MODEL1): 8 bf16 as staged
+      src += kRopeOffset + (grp - F::kNopeGroups) * 16;
+#pragma unroll
+      for (int it = 0; it < kPerThread; it += kBatch) {
+        uint4 raw[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          raw[u] = make_uint4(0, 0, 0, 0);
+          if (valid[(it + u) * kKeyStep] != 0) {
+            raw[u] = *reinterpret_cast<const uint4*>(src + (it + u) * kSrcStep);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) = raw[u];
+      }
+      return;
+    }
+    // Nope columns: the tile's scale is the UE8M0 byte of the key's scale row (MODEL1) or the
+    // f32 word after the codes (V32).
+    const int tile = grp / F::kGroupsPerTile;
+    const uint8_t* scales = F::kStageScaleBytes > 0 ? sStageScale + key0 * F::kStageScaleBytes + tile
+                                                    : src + v32_fp8::kScaleOffset + 4 * tile;
+    constexpr int kScaleStep = F::kStageScaleBytes > 0 ? kKeyStep * F::kStageScaleBytes : kSrcStep;
+    src += grp * 8;
+#pragma unroll
     for (int it = 0; it < kPerThread; it += kBatch) {
-      uint4 raw[kBatch];    // fp8 codes in .x/.y (nope groups) or 8 bf16 (rope groups)
-      uint32_t sc[kBatch];  // UE8M0 byte (MODEL1) or f32 bits (V32) of the group's tile
+      uint2 codes[kBatch];
+      uint32_t sc[kBatch];
       bool ok[kBatch];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int item = threadIdx.x + (it + u) * T::kThreads;
-        const int key = item / F::kGroupsPerKey;
-        const int grp = item % F::kGroupsPerKey;
-        ok[u] = sStageValid[key] != 0;
-        raw[u] = make_uint4(0, 0, 0, 0);
-        sc[u] = 0;
-        if (ok[u]) {
-          const uint8_t* row = sStageData + key * F::kStageDataBytes;
-          if (grp < F::kNopeGroups) {
-            const uint2 codes = *reinterpret_cast<const uint2*>(row + grp * 8);
-            raw[u].x = codes.x;
-            raw[u].y = codes.y;
-            const int tile = grp / F::kGroupsPerTile;
-            if constexpr (F::kStageScaleBytes > 0) {
-              sc[u] = sStageScale[key * F::kStageScaleBytes + tile];
-            } else {
-              sc[u] = *reinterpret_cast<const uint32_t*>(row + v32_fp8::kScaleOffset + 4 * tile);
-            }
-          } else {
-            raw[u] = *reinterpret_cast<const uint4*>(row + kRopeOffset + (grp - F::kNopeGroups) * 16);
-          }
+        codes[u] = *reinterpret_cast<const uint2*>(src + (it + u) * kSrcStep);
+        if constexpr (F::kStageScaleBytes > 0) {
+          sc[u] = scales[(it + u) * kScaleStep];
+        } else {
+          sc[u] = *reinterpret_cast<const uint32_t*>(scales + (it + u) * kScaleStep);
         }
+        ok[u] = valid[(it + u) * kKeyStep] != 0;
       }
+      // NOTE: one branch per batch: the usual batch (valid keys, normal codes, scales in the
+      // fast range) runs straight-line through dequant4_bf16_fast; any other takes
+      // dequant_group per item, which makes the same choice per item (same bytes either way).
+      // Non-short-circuit &: the tests combine into one predicate, no branch per test.
+      bool fast = true;
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int item = threadIdx.x + (it + u) * T::kThreads;
-        const int key = item / F::kGroupsPerKey;
-        const int grp = item % F::kGroupsPerKey;
-        if (grp == 0) sValid[key] = ok[u];
-        uint4 val = raw[u];  // rope groups as staged, zeros for invalid keys
-        if (ok[u] && grp < F::kNopeGroups) {
-          float scale;
-          uint32_t scale_exp;
-          if constexpr (F::kStageScaleBytes > 0) {
-            const uint32_t e = sc[u];  // UE8M0
-            scale = ue8m0_to_float(e);
-            scale_exp = e >= kMinFastScaleExp && e <= kMaxFastScaleExp ? e : 0;
-          } else {
-            scale = __uint_as_float(sc[u]);
-            scale_exp = fast_scale_exp(scale);
-          }
-          const uint32_t cx = raw[u].x, cy = raw[u].y;
-          uint2 lo, hi;
-          if (scale_exp != 0 && !e4m3x4_has_special(cx) && !e4m3x4_has_special(cy)) {
-            lo = dequant4_bf16_fast(cx, scale_exp);
-            hi = dequant4_bf16_fast(cy, scale_exp);
-          } else {  // NOTE: rare: zero / subnormal / NaN codes or an unusual scale
-            lo = dequant4_bf16(cx, scale);
-            hi = dequant4_bf16(cy, scale);
-          }
-          val = make_uint4(lo.x, lo.y, hi.x, hi.y);
+        fast = fast & ok[u] & (group_fast_exp<F>(sc[u]) != 0) & !e4m3x4_has_special(codes[u].x) &
+               !e4m3x4_has_special(codes[u].y);
+      }
+      if (fast) {
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const uint32_t scale_exp = group_fast_exp<F>(sc[u]);
+          const uint2 lo = dequant4_bf16_fast(codes[u].x, scale_exp);
+          const uint2 hi = dequant4_bf16_fast(codes[u].y, scale_exp);
+          *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) = make_uint4(lo.x, lo.y, hi.x, hi.y);
         }
-        *reinterpret_cast<uint4*>(sK + key * T::kKStride + grp * 8) = val;
+      } else {
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const uint4 raw = ok[u] ? make_uint4(codes[u].x, codes[u].y, 0, 0) : make_uint4(0, 0, 0, 0);
+          *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) = dequant_group<F>(raw, sc[u], ok[u], true);
+        }
       }
     }
   }
@@ -476,27 +523,63 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
       }
     }
   } else {
-  const uint16_t* q_frag = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8;
-#pragma unroll(T::kSUnroll)
-  for (int kk = 0; kk < T::kDQk / 16; ++kk) {
-    uint32_t a[4];
-    ptx::ldmatrix_x4(a, q_frag + kk * 16);
-    if constexpr (T::kSTiles == 1) {
-      uint32_t b[2];
-      ptx::ldmatrix_x2(b, cta.sK + (key_base + (lane & 7)) * T::kKStride + kk * 16 +
-                              ((lane >> 3) & 1) * 8);
-      ptx::mma_m16n8k16_bf16_f32(s[0], a, b[0], b[1]);
-    } else {
+    // NOTE: software-pipelined: the fragments of k-step kk + 1 are loaded before the mma of
+    // step kk issue, so each mma waits on ldmatrix issued a step earlier, not just before it
+    // (two fragment sets alive: the registers of two k-steps loaded together). The per-lane
+    // row addresses advance by 16 elements a step, so unrolled steps take immediate offsets
+    // (no row * stride per iteration). Every S element still sums its k-steps in increasing
+    // order into the same accumulator.
+    constexpr int kSteps = T::kDQk / 16;
+    constexpr int kBLoads = (T::kSTiles + 1) / 2;  // ldmatrix of K per k-step
+    constexpr int kBRegs = T::kSTiles == 1 ? 2 : 4;  // registers of each
+    struct Frags {
+      uint32_t a[4];
+      uint32_t b[kBLoads][kBRegs];
+    };
+    const uint16_t* q_ptr = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8;
+    const uint16_t* k_ptr =
+        cta.sK + (key_base + (T::kSTiles == 1 ? 0 : (lane >> 4) << 3) + (lane & 7)) * T::kKStride +
+        ((lane >> 3) & 1) * 8;
+    auto load_step = [&](Frags& f) {
+      ptx::ldmatrix_x4(f.a, q_ptr);
+      if constexpr (T::kSTiles == 1) {
+        ptx::ldmatrix_x2(f.b[0], k_ptr);
+      } else {
 #pragma unroll
-      for (int np = 0; np < T::kSTiles / 2; ++np) {
-        uint32_t b[4];
-        ptx::ldmatrix_x4(b, cta.sK + (key_base + np * 16 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
-                                kk * 16 + ((lane >> 3) & 1) * 8);
-        ptx::mma_m16n8k16_bf16_f32(s[2 * np], a, b[0], b[1]);
-        ptx::mma_m16n8k16_bf16_f32(s[2 * np + 1], a, b[2], b[3]);
+        for (int np = 0; np < kBLoads; ++np) ptx::ldmatrix_x4(f.b[np], k_ptr + np * 16 * T::kKStride);
       }
+      q_ptr += 16;
+      k_ptr += 16;
+    };
+    auto mma_step = [&](const Frags& f) {
+#pragma unroll
+      for (int t = 0; t < T::kSTiles; ++t) {
+        ptx::mma_m16n8k16_bf16_f32(s[t], f.a, f.b[t / 2][(t % 2) * 2], f.b[t / 2][(t % 2) * 2 + 1]);
+      }
+    };
+    Frags f0, f1;
+    auto pair_step = [&] {  // f0 holds step kk: the mma of kk and kk + 1, loads of kk + 1 and kk + 2
+      load_step(f1);
+      mma_step(f0);
+      load_step(f0);
+      mma_step(f1);
+    };
+    // NOTE: k-steps per loop iteration: the whole loop (straight-line, no loop overhead)
+    // except for d_qk 576 under the 128-register cap of 16 warps, where ptxas spills with it
+    // (V32); 4 divides both 32 and 36.
+    constexpr int kGroup = T::kThreads > 256 && kSteps > 32 ? 4 : kSteps;
+    static_assert(kSteps % kGroup == 0 && kGroup % 2 == 0, "whole groups of k-step pairs");
+    load_step(f0);
+#pragma unroll 1
+    for (int g = 0; g < kSteps / kGroup - 1; ++g) {
+#pragma unroll
+      for (int j = 0; j < kGroup / 2; ++j) pair_step();
     }
-  }
+#pragma unroll
+    for (int j = 0; j < kGroup / 2 - 1; ++j) pair_step();  // the last group: no loads past it
+    load_step(f1);
+    mma_step(f0);
+    mma_step(f1);
   }
 
   // ---- mask (select, never multiply) and the chunk's row maxima ----

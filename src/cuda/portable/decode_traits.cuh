@@ -89,7 +89,8 @@ struct DecodeTraits {
   static constexpr int kDimsPerWarp = kDV / kPvWarps;      // O columns per warp
   static constexpr int kOTiles = kDimsPerWarp / 8;         // m16n8 tiles of O per warp and m tile
   static constexpr int kThreadsPerKey = kThreads / kBlockN;
-  // k-steps of S = Q K^T unrolled together: fewer under the 128-register cap of 16 warps.
+  // k-steps of the split-K S = Q K^T loop unrolled together: fewer under the 128-register cap
+  // of 16 warps. (The other S loop is software-pipelined in compute_chunk.)
   static constexpr int kSUnroll = kThreads > 256 ? 2 : 4;
   // NOTE: S = Q K^T split along d_qk inside each row group (4 parts = 2 key halves x 2 d_qk
   // halves): each Q fragment feeds 4 mma instead of 2 (a quarter less ldmatrix traffic in S);
