@@ -72,6 +72,13 @@ __device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2(uint32_t codes) {
   return r;
 }
 
+/// a * b per bf16 lane, rounded to nearest even once (sm_90; subnormals kept).
+__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  asm("mul.rn.bf16x2 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
 // ---- register reallocation between warpgroups -----------------------------------------------
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {

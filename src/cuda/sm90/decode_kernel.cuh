@@ -244,6 +244,25 @@ __device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t 
   }
 }
 
+/// 16 e4m3 codes times a UE8M0 scale (`scale2`: 2^(e - 127) as bf16 in both lanes, the bits
+/// of ue8m0_to_float(e) >> 16) -> 8 bf16x2 words, exactly: the codes go e4m3 -> f16 -> f32 ->
+/// bf16 unscaled (every step exact), then one bf16 multiply by the power of two, whose single
+/// rounding is the reference's rounding of the exact float product. One instruction per two
+/// values fewer than dequant16 (a bf16x2 multiply instead of two float ones); V3.2's float
+/// scales need not be powers of two, so they keep dequant16.
+__device__ __forceinline__ void dequant16_pow2(const uint4& w, uint32_t scale2, uint32_t (&out)[8]) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const uint32_t h2 = ptx::cvt_e4m3x2_f16x2(words[i] >> (16 * half));
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h2));
+      out[2 * i + half] = ptx::mul_bf16x2(pack_bf16x2(f.x, f.y), scale2);
+    }
+  }
+}
+
 /// One request-token's candidate lists (main cache first, then the extra cache).
 struct KeyLists {
   const int32_t* main_idx;
@@ -490,11 +509,13 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
       // use kRounds * (chunks so far) + kg / S of the slots
       const uint32_t parity = kRounds == 2 ? static_cast<uint32_t>(kg / kSlots)
                                            : static_cast<uint32_t>(q) & 1u;
-      float scl[kGroup];
+      uint32_t scl[kGroup];  // the key's tile scale as bf16x2 (dequant16_pow2)
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) {
         const int k = kg + j;
-        scl[j] = ue8m0_to_float(((k < 4 ? my_scales.x : my_scales.y) >> (8 * (k % 4))) & 0xffu);
+        const uint32_t e = ((k < 4 ? my_scales.x : my_scales.y) >> (8 * (k % 4))) & 0xffu;
+        const uint32_t b = __float_as_uint(ue8m0_to_float(e)) >> 16;
+        scl[j] = b | (b << 16);
       }
 #pragma unroll
       for (int j = 0; j < kGroup; ++j) ptx::mbarrier_wait(sm.ring_bar(pw, (kg + j) % kSlots), parity);
@@ -512,7 +533,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
         uint4 a = lo[j], b = hi[j];  // RoPE lanes: as loaded; invalid keys: zeros
         if (!rope) {
           uint32_t w[8];
-          dequant16(lo[j], scl[j], w);  // zero codes (invalid keys) give zeros
+          dequant16_pow2(lo[j], scl[j], w);  // zero codes (invalid keys) give zeros
           a = make_uint4(w[0], w[1], w[2], w[3]);
           b = make_uint4(w[4], w[5], w[6], w[7]);
         }
