@@ -42,13 +42,21 @@ __device__ __forceinline__ void load_q_small(const Smem<T>& sm, const uint16_t* 
   constexpr int kItems = T::kHeads * kChunksPerRow;
   constexpr int kPerThread = (kItems + T::kConsumerThreads - 1) / T::kConsumerThreads;
   uint4 v[kPerThread];
+  // NOTE: the alignment test outside the unrolled loop (see load_q_rows).
+  auto load = [&](auto aligned) {
 #pragma unroll
-  for (int u = 0; u < kPerThread; ++u) {
-    const int item = threadIdx.x + u * T::kConsumerThreads;
-    if (kItems % T::kConsumerThreads == 0 || item < kItems) {
-      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-      v[u] = load_bf16x8(q_rows + r * stride_h + c * 8, aligned16);
+    for (int u = 0; u < kPerThread; ++u) {
+      const int item = threadIdx.x + u * T::kConsumerThreads;
+      if (kItems % T::kConsumerThreads == 0 || item < kItems) {
+        const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+        v[u] = load_bf16x8(q_rows + r * stride_h + c * 8, decltype(aligned)::value);
+      }
     }
+  };
+  if (aligned16) {
+    load(std::true_type{});
+  } else {
+    load(std::false_type{});
   }
 #pragma unroll
   for (int u = 0; u < kPerThread; ++u) {
