@@ -453,25 +453,20 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   uint2 cur_scales = load_scales(cur);
   uint2 nxt_scales = load_scales(nxt);
 
-  // Lane `src`, which holds the key's row address in `rows`, issues its copy into ring slot
-  // `slot` (no shuffle: the address is already in that lane).
-  auto refill = [&](uint64_t rows, int src, int slot) {
-    if (lane == src) {
-      const uint64_t row = rows;
-      const uint32_t bar = sm.ring_bar(pw, slot);
-      if (row != 0) {
-        ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
-        ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, slot)), reinterpret_cast<const void*>(row),
-                               kRowBytes, bar);
-      } else {
-        ptx::mbarrier_arrive(bar);  // invalid key: nothing to copy, the phase completes now
-      }
+  // The lane that holds a key's row address (no shuffle) issues its copy into ring slot `slot`.
+  // NOTE: the lanes of a batch of refills issue them together: the bulk copy takes uniform
+  // operands, so the compiler loops over the issuing lanes, once per batch instead of per key.
+  auto refill = [&](uint64_t row, int slot) {
+    const uint32_t bar = sm.ring_bar(pw, slot);
+    if (row != 0) {
+      ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
+      ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, slot)), reinterpret_cast<const void*>(row), kRowBytes,
+                             bar);
+    } else {
+      ptx::mbarrier_arrive(bar);  // invalid key: nothing to copy, the phase completes now
     }
   };
-  if (num_chunks > 0) {
-#pragma unroll
-    for (int k = 0; k < kSlots; ++k) refill(cur.row, k, k);
-  }
+  if (num_chunks > 0 && lane < kSlots) refill(cur.row, lane);
 
   PipelineState<T::kStages> ps;
   for (int q = 0; q < num_chunks; ++q) {
@@ -545,31 +540,17 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
       }
       __syncwarp();  // the slots' bytes are read: they may be refilled
       if constexpr (kRounds == 2) {
-#pragma unroll
-        for (int j = 0; j < kGroup; ++j) {
-          const int k = kg + j;
-          if (k < kSlots) {
-            refill(cur.row, k + kSlots, k);  // the second half of this chunk
-          } else if (more) {
-            refill(nxt.row, k - kSlots, k - kSlots);  // the first half of the next chunk
-          }
-        }
+        // Once the first half of the chunk is converted, lanes S..2S-1 refill its slots with the
+        // second half (their keys); once the second half is, lanes 0..S-1 with the next chunk's.
+        if (kg + kGroup == kSlots && lane >= kSlots && lane < 2 * kSlots) refill(cur.row, lane - kSlots);
+        if (kg + kGroup == kKeys && more && lane < kSlots) refill(nxt.row, lane);
       }
     }
     if constexpr (kRounds == 1) {
       // NOTE: every slot refilled with the next chunk's key of its index at the end of the chunk,
       // by lanes 0..S-1 together: one loop of the compiler over the issuing lanes instead of one
       // per key (model1-tp-h16/h32 1.5-3% faster than refilling each slot right after its key).
-      if (more && lane < kSlots) {
-        const uint32_t bar = sm.ring_bar(pw, lane);
-        if (nxt.row != 0) {
-          ptx::mbarrier_arrive_expect_tx(bar, kRowBytes);
-          ptx::cp_async_bulk_g2s(ptx::smem_addr(sm.ring_slot(pw, lane)), reinterpret_cast<const void*>(nxt.row),
-                                 kRowBytes, bar);
-        } else {
-          ptx::mbarrier_arrive(bar);
-        }
-      }
+      if (more && lane < kSlots) refill(nxt.row, lane);
     }
     ptx::fence_proxy_async_smem();  // the generic stores above -> wgmma operand reads (and copies)
     producer_publish<T>(sm, ps.stage, first_row);
