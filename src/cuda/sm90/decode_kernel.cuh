@@ -13,6 +13,9 @@
 //     each writes its half of P (bf16) to shared memory (named barrier), rescales its O
 //     columns and runs O[:, 256w..256w+255] += P V (wgmma, V = the key tile read N-major);
 //     arrive on empty[s].
+// At 128 heads the two head-group CTAs of a (request, token, split) form a 2-CTA cluster
+// (DecodeTraits kCluster 2): each converts half of every chunk's keys and the copy engine
+// copies them into the partner's tile (producer_publish, wait_stage_free).
 #pragma once
 
 #include <cuda_bf16.h>
