@@ -8,11 +8,12 @@
 //     paged cache (bounds-checked: an invalid slot is never read, its row is stored as zeros
 //     and marked invalid), dequantize FP8 exactly to bf16, store into the 128-byte-swizzle
 //     tile; fence for the async proxy; arrive on full[s].
-//   consumers: wait full[s]; WG w computes S = Q K^T for keys 32w..32w+31 (wgmma, K-major
-//     operands); masks invalid keys; the two warpgroups exchange row maxima (named barrier),
-//     each writes its half of P (bf16) to shared memory (named barrier), rescales its O
-//     columns and runs O[:, 256w..256w+255] += P V (wgmma, V = the key tile read N-major);
-//     arrive on empty[s].
+//   consumers: wait full[s]; WG 0 computes S = Q K^T for all 64 keys (wgmma, K-major
+//     operands), masks invalid keys, runs the online softmax, hands P (bf16) and the rescale
+//     factors to WG 1 through shared memory (p_full / p_empty) and runs O[:, 0..255] += P V
+//     with P from registers; WG 1 runs O[:, 256..511] += P V with P from shared memory while
+//     WG 0 computes the next chunk's S (V = the key tile read N-major); both arrive on
+//     empty[s] (consume_chunks).
 // At 128 heads the two head-group CTAs of a (request, token, split) form a 2-CTA cluster
 // (DecodeTraits kCluster 2): each converts half of every chunk's keys and the copy engine
 // copies them into the partner's tile (producer_publish, wait_stage_free).
