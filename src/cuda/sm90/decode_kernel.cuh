@@ -231,40 +231,37 @@ __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, i
   load_q_rows<T>(sm, p.q + i * p.q_stride_b + j * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
 }
 
-/// 16 e4m3 codes (bytes of `w`, low first) times `scale` -> 8 bf16x2 words, exactly and
-/// without branches: the hardware e4m3 -> f16 conversion is exact for every code (zero,
-/// subnormal, NaN), the power-of-two scale is applied in float, and the product has at most 4
-/// significant bits, so the bf16 rounding is exact too.
-__device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t (&out)[8]) {
+/// 16 e4m3 codes (bytes of `w`, low first) -> 8 bf16x2 words: each pair of codes goes e4m3 ->
+/// f16 (the hardware conversion, exact for every code: zero, subnormal, NaN) -> two floats
+/// (exact), which `pack` turns into one bf16x2 word with the scale applied.
+template <class Pack>
+__device__ __forceinline__ void dequant16_with(const uint4& w, Pack&& pack, uint32_t (&out)[8]) {
   const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const uint32_t h2 = ptx::cvt_e4m3x2_f16x2(words[i] >> (16 * half));
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h2));
-      out[2 * i + half] = pack_bf16x2(f.x * scale, f.y * scale);
+      out[2 * i + half] = pack(__half22float2(*reinterpret_cast<const __half2*>(&h2)));
     }
   }
 }
 
+/// 16 e4m3 codes times a float `scale` -> 8 bf16x2 words, without branches: the scale is applied
+/// in float, then rounded to bf16 (exact when the scale is a power of two: the product has at
+/// most 4 significant bits).
+__device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t (&out)[8]) {
+  dequant16_with(w, [scale](float2 f) { return pack_bf16x2(f.x * scale, f.y * scale); }, out);
+}
+
 /// 16 e4m3 codes times a UE8M0 scale (`scale2`: 2^(e - 127) as bf16 in both lanes, the bits
-/// of ue8m0_to_float(e) >> 16) -> 8 bf16x2 words, exactly: the codes go e4m3 -> f16 -> f32 ->
-/// bf16 unscaled (every step exact), then one bf16 multiply by the power of two, whose single
-/// rounding is the reference's rounding of the exact float product. One instruction per two
-/// values fewer than dequant16 (a bf16x2 multiply instead of two float ones); V3.2's float
-/// scales need not be powers of two, so they keep dequant16.
+/// of ue8m0_to_float(e) >> 16) -> 8 bf16x2 words, exactly: the codes go to bf16 unscaled (every
+/// step exact), then one bf16 multiply by the power of two, whose single rounding is the
+/// reference's rounding of the exact float product. One instruction per two values fewer than
+/// dequant16 (a bf16x2 multiply instead of two float ones); V3.2's float scales need not be
+/// powers of two, so they keep dequant16.
 __device__ __forceinline__ void dequant16_pow2(const uint4& w, uint32_t scale2, uint32_t (&out)[8]) {
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const uint32_t h2 = ptx::cvt_e4m3x2_f16x2(words[i] >> (16 * half));
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h2));
-      out[2 * i + half] = ptx::mul_bf16x2(pack_bf16x2(f.x, f.y), scale2);
-    }
-  }
+  dequant16_with(w, [scale2](float2 f) { return ptx::mul_bf16x2(pack_bf16x2(f.x, f.y), scale2); }, out);
 }
 
 /// One request-token's candidate lists (main cache first, then the extra cache).
