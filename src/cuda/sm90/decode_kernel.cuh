@@ -66,11 +66,13 @@ struct Smem {
     return reinterpret_cast<float*>(at(T::kRedSumOffset)) + wg * T::kRows;
   }
   __device__ uint8_t* ring_slot(int warp, int slot) const {
-    return at(T::kRingOffset + (warp * T::kRingSlots + slot) * T::kRingSlotBytes);
+    return at(T::Ring::kOffset + (warp * T::Ring::kSlots + slot) * T::Ring::kSlotBytes);
   }
-  __device__ uint8_t* scale_buf(int warp) const { return at(T::kScaleBufOffset + warp * 8 * T::kKeysPerProducerWarp); }
+  __device__ uint8_t* scale_buf(int warp) const {
+    return at(T::Ring::kScaleBufOffset + warp * 8 * T::kKeysPerProducerWarp);
+  }
   __device__ uint32_t ring_bar(int warp, int slot) const {
-    return ptx::smem_addr(at(T::kRingBarOffset + (warp * T::kRingSlots + slot) * 8));
+    return ptx::smem_addr(at(T::Ring::kBarOffset + (warp * T::Ring::kSlots + slot) * 8));
   }
   __device__ uint32_t full_bar(int stage) const { return ptx::smem_addr(at(T::kBarOffset + stage * 8)); }
   __device__ uint32_t empty_bar(int stage) const {
@@ -406,13 +408,13 @@ template <class T>
 __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const KeyLists& lists,
                              int chunk_begin, int chunk_end) {
   constexpr int kKeys = T::kKeysPerProducerWarp;  // 8 (4 in the small-head kernel)
-  constexpr int kSlots = T::kRingSlots;            // 4
+  constexpr int kSlots = T::Ring::kSlots;          // 4
   // NOTE: K = 8: two ring rounds per chunk (compile-time slots and phases); K = 4: one round,
   // each slot's phase flips once per chunk.
   constexpr int kRounds = kKeys / kSlots;
   static_assert(kSlots * kRounds == kKeys && (kRounds == 1 || kRounds == 2), "one or two ring rounds per chunk");
   static_assert(kKeys == 8 || kKeys == 4, "a tile's scale bytes of the warp's keys fit one uint2");
-  constexpr uint32_t kRowBytes = T::kRingSlotBytes;
+  constexpr uint32_t kRowBytes = T::Ring::kSlotBytes;
   constexpr int kNopeLanes = model1_fp8::kNopeBytes / 16;  // 28
   constexpr int kGroup = T::kProducerGroup;
   static_assert(kSlots % kGroup == 0, "groups of keys never straddle the ring");
@@ -919,9 +921,9 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
       ptx::mbarrier_init(sm.done_bar(), T::kConsumerThreads);
       ptx::mbarrier_init(sm.partner_done_bar(), 1);
     }
-    if constexpr (T::kBulkRing) {
+    if constexpr (T::Ring::kBulk) {
       for (int w = 0; w < T::kProducerWarps; ++w) {
-        for (int r = 0; r < T::kRingSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
+        for (int r = 0; r < T::Ring::kSlots; ++r) ptx::mbarrier_init(sm.ring_bar(w, r), 1);
       }
     }
     ptx::fence_mbarrier_init();
@@ -943,7 +945,7 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
         p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
     lists.main_keys = main_keys;
     lists.num_keys = sched.num_keys;
-    if constexpr (T::kBulkRing) {
+    if constexpr (T::Ring::kBulk) {
       produce_bulk<T>(sm, p, lists, chunk_begin, chunk_end);
     } else {
       produce<T>(sm, p, lists, chunk_begin, chunk_end);

@@ -9,6 +9,23 @@
 
 namespace model1::cuda::sm90 {
 
+/// The decode producers' part of the shared memory, from byte kFrom on (both decode traits):
+/// kBulk (MODEL1), a ring of kSlots raw 576-byte rows per producer warp filled by bulk copies,
+/// their mbarriers, and per warp the scale bytes of its keys of the current chunk, transposed
+/// ([tile][key]); V3.2 producers load through registers and use none of it.
+template <bool kBulk_, int kWarps, int kKeysPerWarp, int kFrom>
+struct ProducerRing {
+  static constexpr bool kBulk = kBulk_;
+  static constexpr int kSlots = kBulk ? 4 : 0;  // raw rows per producer warp
+  static constexpr int kSlotBytes = model1_fp8::kDataRowBytes;
+  static constexpr int kOffset = (kFrom + 15) / 16 * 16;
+  static constexpr int kBarOffset = kOffset + kWarps * kSlots * kSlotBytes;
+  static constexpr int kScaleBufOffset = kBarOffset + kWarps * kSlots * 8;
+  static constexpr int kEnd = kScaleBufOffset + (kBulk ? kWarps * 8 * kKeysPerWarp : 0);
+  static_assert(kOffset % 16 == 0 && kBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
+  static_assert(kSlots == 0 || kSlots <= kKeysPerWarp, "a producer warp refills slots from at most its next chunk");
+};
+
 /// One CTA = 64 heads of one (request, query token, split): h_q 64 is one head group, h_q 128
 /// two. Four warpgroups:
 ///   WG 0     consumer (softmax): S = Q K^T for the chunk's 64 keys (wgmma m64n64k16), the
@@ -91,25 +108,16 @@ struct DecodeTraits {
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
   // full[kStages], empty[kStages], then p_full, p_empty (P handed from WG 0 to WG 1 and back)
   static constexpr int kBarBytes = (2 * kStages + 2) * 8;
-  // NOTE: MODEL1 keys reach the producer through bulk copies (cp.async.bulk, one 576-byte data
-  // row per key) into a ring of raw rows per producer warp, so many keys are in flight without
-  // registers; the producer dequantizes from there. V3.2's larger tiles leave no room for the
-  // ring: its producer loads through registers (kProducerBatch keys in flight per warp).
-  static constexpr bool kBulkRing = F::kStageScaleBytes > 0;
-  static constexpr int kRingSlots = kBulkRing ? 4 : 0;  // raw rows per producer warp (half its keys)
-  static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
   // Cluster only: per stage, released by the consumers of both CTAs (wait_stage_free); then
   // the two exit barriers (this CTA's consumers done, the partner's consumers done).
   static constexpr int kPairBarOffset = kBarOffset + kBarBytes;
   static constexpr int kPairBarBytes = kCluster == 2 ? (kStages + 2) * 8 : 0;
-  static constexpr int kRingOffset = (kPairBarOffset + kPairBarBytes + 15) / 16 * 16;
-  static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
-  static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
-  static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
-  // Per producer warp, the scale bytes of its keys of the current chunk, transposed: [tile][key].
-  static constexpr int kScaleBufOffset = kRingBarOffset + kRingBarBytes;
-  static constexpr int kScaleBufBytes = kBulkRing ? kProducerWarps * 8 * kKeysPerProducerWarp : 0;
-  static constexpr int kUsedBytes = kScaleBufOffset + kScaleBufBytes;
+  // NOTE: MODEL1 keys reach the producer through bulk copies (cp.async.bulk, one 576-byte data
+  // row per key) into a ring of raw rows per producer warp, so many keys are in flight without
+  // registers; the producer dequantizes from there. V3.2's larger tiles leave no room for the
+  // ring: its producer loads through registers (kProducerBatch keys in flight per warp).
+  using Ring = ProducerRing<F::kStageScaleBytes != 0, kProducerWarps, kKeysPerProducerWarp, kPairBarOffset + kPairBarBytes>;
+  static constexpr int kUsedBytes = Ring::kEnd;
   static constexpr int kAlign = 1024;                // swizzle atoms
   static constexpr int kSmemBytes = kUsedBytes + kAlign;  // slack to align the dynamic base
   static constexpr int kMaxSmemBytes = 227 * 1024;
@@ -123,10 +131,7 @@ struct DecodeTraits {
   static_assert(kKeysPerCta % kProducerWarps == 0 && kKeysPerProducerWarp % kProducerBatch == 0,
                 "whole key batches per producer warp");
   static_assert(kKeysPerProducerWarp <= 32, "one lane per key of a producer warp");
-  static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
-  static_assert(kRingSlots == 0 || kRingSlots <= kKeysPerProducerWarp,
-                "a producer warp refills slots from at most its next chunk");
-  
+
 
   // Named barriers (0 is __syncthreads) among the two consumer warpgroups: Q loaded, the
   // epilogue's row statistics and staging.
@@ -198,23 +203,14 @@ struct DecodeSmallTraits {
   static constexpr int kStatOffset = kRedSumOffset + 4 * kHeads * 4;  // [kHeads]: final m (2 x kHeads reserved)
   static constexpr int kBarOffset = kStatOffset + 2 * kHeads * 4;
   static constexpr int kBarBytes = (2 * kStages + 2) * 8;
-  static constexpr bool kBulkRing = kModel1;
-  static constexpr int kRingSlots = kBulkRing ? 4 : 0;
-  static constexpr int kRingSlotBytes = model1_fp8::kDataRowBytes;
-  static constexpr int kRingOffset = (kBarOffset + kBarBytes + 15) / 16 * 16;
-  static constexpr int kRingBytes = kProducerWarps * kRingSlots * kRingSlotBytes;
-  static constexpr int kRingBarOffset = kRingOffset + kRingBytes;
-  static constexpr int kRingBarBytes = kProducerWarps * kRingSlots * 8;
-  static constexpr int kScaleBufOffset = kRingBarOffset + kRingBarBytes;
-  static constexpr int kScaleBufBytes = kBulkRing ? kProducerWarps * 8 * kKeysPerProducerWarp : 0;
-  static constexpr int kUsedBytes = kScaleBufOffset + kScaleBufBytes;
+  using Ring = ProducerRing<kModel1, kProducerWarps, kKeysPerProducerWarp, kBarOffset + kBarBytes>;
+  static constexpr int kUsedBytes = Ring::kEnd;
   static constexpr int kAlign = 1024;
   static constexpr int kSmemBytes = kUsedBytes + kAlign;
   static constexpr int kMaxSmemBytes = 227 * 1024;
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget of one H100/H200 block");
   static_assert(kKOffset % 1024 == 0 && kPOffset % 1024 == 0, "swizzle atoms 1024-byte aligned");
   static_assert(kKeysPerProducerWarp == 8 || kKeysPerProducerWarp == 4, "the decode producers' lane mapping");
-  static_assert(kRingOffset % 16 == 0 && kRingBarOffset % 8 == 0, "bulk-copy / mbarrier alignment");
 
   // Named barriers among the consumer warpgroup's 4 warps.
   static constexpr int kBarrierQ = 1;
