@@ -44,7 +44,7 @@ bool supports(const DecodeParams& p, int device) {
 }
 
 /// Launches kernel<T> over b * s_q * max_splits * (h_q / kRows) CTAs (the caller checks the
-/// launch). `smem_raised`: the kernel's own flag (each kernel raises its shared-memory limit
+/// launch; a cluster launch's returned error is thrown here). `smem_raised`: the kernel's own flag (each kernel raises its shared-memory limit
 /// once per device). T::kCluster 2: the two head groups of a (request, token, split), adjacent
 /// in blockIdx.x, form one cluster.
 template <class T, class Kernel>
