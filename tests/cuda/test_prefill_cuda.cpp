@@ -1180,6 +1180,87 @@ TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
   }
 }
 
+/// Sets an environment variable for one scope (restoring its previous value after).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_.c_str(), old_.c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+// The sm_90a kernel is persistent: MODEL1_CUDA_PREFILL_CTAS caps its grid, so each CTA walks
+// many work items (token, head group) and carries its barriers' phases from one to the next:
+// items without keys, with one partial chunk and with several, in a row, with Q through the
+// producer's copies and through its scalar loads (unaligned rows). The outputs match the CPU
+// backend and are bitwise those of the uncapped grid (a CTA count never changes results).
+TEST(PrefillCudaSmall, PersistentCtasWalkManyWorkItems) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    for (int h : {64, 128}) {
+      Case c;
+      c.d_qk = d;
+      c.h_q = h;
+      c.topk = 200;
+      c.s_q = 9;
+      c.s_kv = 500;
+      c.topk_length = {200, 0, 0, 64, 1, 130, 0, 65, 199};
+      c.invalid_frac = 0.2;
+      c.sink = Sink::kFinite;
+      c.q_layout = d == 576 ? QLayout::kUnaligned : QLayout::kHeadMajor;
+      c.seed = seed_of(d, h, 31);
+      SCOPED_TRACE(c.name());
+      Problem p(c);
+      p.run_reference();
+      const Outputs full = p.run_gpu(PrefillPipeline::kAuto);
+      expect_close(full, p.ref());
+      EXPECT_TRUE(p.guards_intact());
+      for (const char* cap : {"1", "2", "5"}) {
+        SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
+        const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", cap);
+        const Outputs capped = p.run_gpu(PrefillPipeline::kAuto);
+        EXPECT_TRUE(p.guards_intact());
+        EXPECT_TRUE(bitwise_equal(full, capped));
+      }
+    }
+  }
+}
+
+TEST(PrefillCuda, PrefillCtaCapRejectsBadValues) {
+  SKIP_WITHOUT_GPU();
+  if (!sm90_expected()) GTEST_SKIP() << "the CTA cap applies to the sm_90a kernel only (not run here)";
+  Case c;
+  c.d_qk = 512;
+  c.h_q = 64;
+  c.topk = 64;
+  c.s_q = 2;
+  Problem p(c);
+  for (const char* bad : {"0", "-3", "x", "12abc"}) {
+    const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", bad);
+    try {
+      p.run_gpu(PrefillPipeline::kAuto);
+      ADD_FAILURE() << "no error for MODEL1_CUDA_PREFILL_CTAS=" << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "MODEL1_CUDA_PREFILL_CTAS");
+    }
+  }
+}
+
 TEST(PrefillCuda, RejectsHostTensors) {
   // The launcher's own checks run before any CUDA call (no GPU needed).
   std::vector<uint16_t> q(8 * 512), kv(4 * 512), out(8 * 512);

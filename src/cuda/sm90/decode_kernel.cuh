@@ -583,6 +583,16 @@ __device__ __forceinline__ void set_max_regs() {
   }
 }
 
+/// Where the consumer warpgroups stand in the CTA's pipelines: the key-tile ring's stage and
+/// phase, and how many chunks' P WG 0 has handed to WG 1 so far. A CTA that walks one range of
+/// chunks starts from the default; a persistent CTA (the prefill kernel) carries it from one
+/// work item to the next, so the barriers' phases stay in step with the producers'.
+template <int kStages>
+struct ConsumerPipe {
+  PipelineState<kStages> ps;
+  uint32_t handovers = 0;
+};
+
 /// Helpers of the consumer warpgroups (warpgroup kWg of the CTA, rows r0 and r0 + 8 of each
 /// thread's accumulator fragments).
 template <class T, int kWg, bool kFenceAfterFull>
@@ -618,14 +628,15 @@ struct ConsumerCtx {
 
 /// WG 1 of consume_chunks: P V for value columns 256..511.
 template <class T, bool kFenceAfterFull>
-__device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int chunk_begin, int chunk_end,
-                                                  float (&o)[T::kDimsPerConsumer / 2]) {
+__device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chunks, float (&o)[T::kDimsPerConsumer / 2],
+                                                  ConsumerPipe<T::kStages>& pipe) {
   const ConsumerCtx<T, 1, kFenceAfterFull> cx(sm);
   const uint32_t p_base = ptx::smem_addr(sm.p());
-  PipelineState<T::kStages> ps;
-  for (int c = chunk_begin; c < chunk_end; ++c) {
+  PipelineState<T::kStages> ps = pipe.ps;
+  const uint32_t h0 = pipe.handovers;
+  for (int c = 0; c < num_chunks; ++c) {
     cx.wait_full(ps);  // completed already (WG 0 waited): makes the tile's bytes visible here
-    ptx::mbarrier_wait(sm.p_full_bar(), static_cast<uint32_t>(c - chunk_begin) & 1u);
+    ptx::mbarrier_wait(sm.p_full_bar(), (h0 + static_cast<uint32_t>(c)) & 1u);
     const float alpha[2] = {cx.alpha_smem()[cx.r0], cx.alpha_smem()[cx.r0 + 8]};
     cx.rescale_o(o, alpha);
 #pragma unroll
@@ -649,13 +660,16 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int chunk_b
     ptx::mbarrier_arrive(sm.empty_bar(ps.stage));
     ps.advance();
   }
+  pipe.ps = ps;
+  pipe.handovers = h0 + static_cast<uint32_t>(num_chunks);
 }
 
 /// WG 0 of consume_chunks: S, the softmax, P V for value columns 0..255.
-template <class T, bool kFenceAfterFull>
-__device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float scale_log2, int chunk_begin,
-                                                       int chunk_end, float (&o)[T::kDimsPerConsumer / 2],
-                                                       float (&m)[2], float (&l)[2]) {
+template <class T, bool kFenceAfterFull, bool kReleaseQ>
+__device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float scale_log2, int num_chunks,
+                                                       float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
+                                                       float (&l)[2], ConsumerPipe<T::kStages>& pipe,
+                                                       uint32_t q_empty_bar) {
   const ConsumerCtx<T, 0, kFenceAfterFull> cx(sm);
   const uint32_t q_base = ptx::smem_addr(sm.q());
   float s[T::kBlockN / 2];  // S: 64 heads x 64 keys over the warpgroup
@@ -684,15 +698,21 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     ptx::wgmma_commit();
   };
 
-  PipelineState<T::kStages> ps;
-  if (chunk_begin < chunk_end) {
+  PipelineState<T::kStages> ps = pipe.ps;
+  const uint32_t h0 = pipe.handovers;
+  if (num_chunks > 0) {
     cx.wait_full(ps);
     issue_s(ps.stage);
   }
-  for (int c = chunk_begin; c < chunk_end; ++c) {
+  for (int c = 0; c < num_chunks; ++c) {
     ptx::wgmma_wait<0>();  // S of chunk c (P V of chunk c - 1 was waited for already)
 #pragma unroll
     for (int e = 0; e < T::kBlockN / 2; ++e) ptx::fence_operand(s[e]);
+    // NOTE: after the work item's last S the Q tile is no longer read: the producer may load
+    // the next item's Q into it while this one finishes.
+    if constexpr (kReleaseQ) {
+      if (c + 1 == num_chunks) ptx::mbarrier_arrive(q_empty_bar);
+    }
 
     // ---- mask (select, never multiply) and the row maxima ----
     const uint8_t* valid = sm.valid(ps.stage);
@@ -745,7 +765,7 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     }
 
     // ---- P and alpha -> shared memory for WG 1 (once it is done with the previous ones) ----
-    if (c > chunk_begin) ptx::mbarrier_wait(sm.p_empty_bar(), static_cast<uint32_t>(c - chunk_begin - 1) & 1u);
+    if (c > 0 || h0 > 0) ptx::mbarrier_wait(sm.p_empty_bar(), (h0 + static_cast<uint32_t>(c) - 1u) & 1u);
     uint8_t* sp = sm.p();
 #pragma unroll
     for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
@@ -774,7 +794,7 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     ptx::wgmma_commit();
     PipelineState<T::kStages> next = ps;
     next.advance();
-    if (c + 1 < chunk_end) {
+    if (c + 1 < num_chunks) {
       cx.wait_full(next);
       issue_s(next.stage);
       ptx::wgmma_wait<1>();  // P V of chunk c complete (S of c + 1 may still run)
@@ -791,10 +811,13 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     ptx::mbarrier_arrive(sm.empty_bar(ps.stage));  // the key tile may be overwritten
     ps = next;
   }
+  pipe.ps = ps;
+  pipe.handovers = h0 + static_cast<uint32_t>(num_chunks);
 }
 
-/// The consumer main loop over chunks chunk_begin .. chunk_end - 1 (the Q tile is in shared
-/// memory), shared by the decode and prefill kernels. The two consumer warpgroups have
+/// The consumer main loop over the next num_chunks chunks of the key-tile ring (the Q tile is
+/// in shared memory; `pipe`: where the ring and the P handover stand, advanced on return),
+/// shared by the decode and prefill kernels. The two consumer warpgroups have
 /// different roles:
 ///   WG 0 (softmax): S = Q K^T for all 64 keys of the chunk (wgmma m64n64k16), the masked
 ///        online softmax (row maxima within the warpgroup: no exchange), P to shared memory
@@ -807,16 +830,17 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 /// key was seen) and l its lanes' partial row sums: publish_row_stats hands both to WG 1.
 /// kFenceAfterFull: the key tiles arrive by cp.async (prefill), whose writes reach the wgmma
 /// operand reads (async proxy) through a proxy fence after the full barrier's acquire; the
-/// decode producers fence before they arrive.
-template <class T, int kWg, bool kFenceAfterFull = false>
-__device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int chunk_begin, int chunk_end,
-                                               float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
-                                               float (&l)[2]) {
+/// decode producers fence before they arrive. kReleaseQ (persistent prefill): WG 0 arrives on
+/// q_empty_bar once the last S is complete, so the producer may overwrite the Q tile.
+template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false>
+__device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int num_chunks,
+                                               float (&o)[T::kDimsPerConsumer / 2], float (&m)[2], float (&l)[2],
+                                               ConsumerPipe<T::kStages>& pipe, uint32_t q_empty_bar = 0) {
   static_assert(T::kBlockN == 64 && T::kDimsPerConsumer == 256, "64-key tiles, two 256-column halves of O");
   if constexpr (kWg == 0) {
-    consume_chunks_softmax<T, kFenceAfterFull>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+    consume_chunks_softmax<T, kFenceAfterFull, kReleaseQ>(sm, scale_log2, num_chunks, o, m, l, pipe, q_empty_bar);
   } else {
-    consume_chunks_pv<T, kFenceAfterFull>(sm, chunk_begin, chunk_end, o);
+    consume_chunks_pv<T, kFenceAfterFull>(sm, num_chunks, o, pipe);
   }
 }
 
@@ -870,7 +894,8 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   }
   ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-  consume_chunks<T, kWg>(sm, scale_log2, chunk_begin, chunk_end, o, m, l);
+  ConsumerPipe<T::kStages> pipe;
+  consume_chunks<T, kWg>(sm, scale_log2, chunk_end - chunk_begin, o, m, l, pipe);
   if constexpr (T::kCluster == 2) ptx::mbarrier_arrive(sm.done_bar());  // every full barrier waited for
 
   // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----

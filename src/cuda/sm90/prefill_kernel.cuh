@@ -1,8 +1,10 @@
-// model1 CUDA Hopper (sm_90a) sparse prefill kernel (MODEL1.md section 4): one CTA per
-// (query token, group of 64 heads); a producer warpgroup gathers the token's top-k bf16 key
-// rows by cp.async into a two-stage ring of 128-byte-swizzled tiles, and the two consumer
-// warpgroups run the decode kernel's wgmma main loop (consume_chunks) over them, then write
-// out, max_logits and lse with the attention sink. Compiled only for sm_90a.
+// model1 CUDA Hopper (sm_90a) sparse prefill kernel (MODEL1.md section 4): a persistent CTA
+// per SM walks work items (query token, group of 64 heads); a producer warpgroup copies each
+// item's Q tile and gathers its top-k bf16 key rows by cp.async into a two-stage ring of
+// 128-byte-swizzled tiles, running ahead across items; the two consumer warpgroups run the
+// decode kernel's wgmma main loop (consume_chunks) over them, then write out, max_logits and
+// lse with the attention sink while the next item's Q and first key tile arrive. Compiled only
+// for sm_90a.
 #pragma once
 
 #include <cstdint>
@@ -12,20 +14,72 @@
 #include "cuda/portable/prefill_params.h"
 #include "cuda/ptx/wgmma.cuh"
 #include "cuda/sm90/decode_kernel.cuh"
-#include "cuda/sm90/epilogue.cuh"
 #include "cuda/sm90/prefill_traits.cuh"
 
 namespace model1::cuda::sm90 {
 
-/// Producer warpgroup: for every chunk, wait until its stage is free, then each thread issues
-/// one 16-byte cp.async per 64-column block for each of its group's 4 keys (an invalid index,
-/// < 0 or >= s_kv, or a position past topk_length: zero-filled, its row never read), writes
-/// the validity flags, and arrives twice on the stage's full barrier: now (the flags) and when
-/// its copies land (cp.async.mbarrier.arrive.noinc). The indices of a chunk are loaded a chunk
-/// ahead.
+/// The Q tile's barriers (PrefillTraits::kQBarOffset): copied by the producer / free again.
 template <class T>
-__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const int32_t* idx_row, int len,
-                                int num_chunks) {
+__device__ __forceinline__ uint32_t q_full_bar(const Smem<T>& sm) {
+  return ptx::smem_addr(sm.at(T::kQBarOffset));
+}
+template <class T>
+__device__ __forceinline__ uint32_t q_empty_bar(const Smem<T>& sm) {
+  return ptx::smem_addr(sm.at(T::kQBarOffset + 8));
+}
+
+/// A work item: query token i, head group g; its key count (topk_length clamped) and chunks.
+struct PrefillItem {
+  int i, g, len, num_chunks;
+};
+template <class T>
+__device__ __forceinline__ PrefillItem prefill_item(const PrefillParams& p, int64_t w) {
+  PrefillItem it;
+  it.i = static_cast<int>(w / p.num_head_groups);
+  it.g = static_cast<int>(w % p.num_head_groups);
+  it.len = portable::clamp_topk_length(p.topk_length, it.i, p.topk);
+  it.num_chunks = (it.len + T::kBlockN - 1) / T::kBlockN;
+  return it;
+}
+
+/// Producer thread t (0..127): the Q rows of item (i, g) into the swizzled Q tile, 16-byte
+/// piece t % 8 of each 64-column block of rows t / 8 + 16 k. cp.async where q's rows are
+/// 16-byte aligned; else loads and shared stores, fenced for the wgmma reads (async proxy).
+template <class T>
+__device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const PrefillParams& p, int i, int g, int t) {
+  const uint16_t* q_rows = p.q + static_cast<int64_t>(i) * p.q_stride_s + static_cast<int64_t>(g) * T::kRows * p.q_stride_h;
+  const int u = t % 8;
+  const uint32_t tile = ptx::smem_addr(sm.q());
+  constexpr int kRowsPerPass = T::kProducerThreads / 8;  // 16
+#pragma unroll
+  for (int k = 0; k < T::kRows / kRowsPerPass; ++k) {
+    const int row = t / 8 + k * kRowsPerPass;
+    const uint16_t* src = q_rows + row * p.q_stride_h + u * 8;
+    const uint32_t dst = tile + swizzle_offset(row, u);
+    if (p.q_aligned16) {
+#pragma unroll
+      for (int cb = 0; cb < T::kColBlocks; ++cb) ptx::cp_async_16_zfill(dst + cb * T::kBlockBytes, src + cb * 64, 16u);
+    } else {
+#pragma unroll
+      for (int cb = 0; cb < T::kColBlocks; ++cb) {
+        *reinterpret_cast<uint4*>(sm.q() + cb * T::kBlockBytes + swizzle_offset(row, u)) =
+            load_bf16x8(src + cb * 64, false);
+      }
+    }
+  }
+  if (!p.q_aligned16) ptx::fence_proxy_async_smem();  // generic stores -> wgmma operand reads
+}
+
+/// Producer warpgroup: for every chunk of every work item of this CTA, wait until its stage is
+/// free, then each thread issues one 16-byte cp.async per 64-column block for each of its
+/// group's 4 keys (an invalid index, < 0 or >= s_kv, or a position past topk_length:
+/// zero-filled, its row never read), writes the validity flags, and arrives twice on the
+/// stage's full barrier: now (the flags) and when its copies land
+/// (cp.async.mbarrier.arrive.noinc). After an item's first chunk it copies the item's Q once
+/// WG 0 released the previous one (q_empty), arriving on q_full the same two ways. The indices
+/// of a chunk are loaded a chunk ahead. Items without keys are skipped (no Q, no chunks).
+template <class T>
+__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, int64_t num_items) {
   constexpr int kGroupThreads = T::kThreadsPerKeyGroup;
   constexpr int kKeys = T::kKeysPerGroup;
   const int t = static_cast<int>(threadIdx.x) - T::kConsumerThreads;
@@ -33,66 +87,68 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const
   // NOTE: 8 threads read the 128 contiguous bytes of one 64-column block of a row together.
   const uint16_t* kv = p.kv + u * 8;
 
-  int32_t cur[kKeys], nxt[kKeys];
-#pragma unroll
-  for (int k = 0; k < kKeys; ++k) {
-    cur[k] = portable::load_slot(idx_row, len, k * T::kKeyGroups + grp);
-    nxt[k] = portable::load_slot(idx_row, len, T::kBlockN + k * T::kKeyGroups + grp);
-  }
   PipelineState<T::kStages> ps;
-  for (int c = 0; c < num_chunks; ++c) {
-    ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
-    const uint32_t tile = ptx::smem_addr(sm.k(ps.stage));
+  uint32_t q_fills = 0;
+  for (int64_t w = blockIdx.x; w < num_items; w += gridDim.x) {
+    const PrefillItem it = prefill_item<T>(p, w);
+    if (it.num_chunks == 0) continue;
+    const int32_t* idx_row = p.indices + it.i * p.idx_stride;
+    int32_t cur[kKeys], nxt[kKeys];
 #pragma unroll
     for (int k = 0; k < kKeys; ++k) {
-      const int key = k * T::kKeyGroups + grp;
-      const bool valid = cur[k] >= 0 && static_cast<int64_t>(cur[k]) < p.s_kv;
-      const uint16_t* src = valid ? kv + static_cast<int64_t>(cur[k]) * p.kv_stride : p.kv;
-      const uint32_t dst = tile + key * 128 + ((u ^ (key % 8)) << 4);
-#pragma unroll
-      for (int b = 0; b < T::kColBlocks; ++b) {
-        ptx::cp_async_16_zfill(dst + b * T::kBlockBytes, src + b * 64, valid ? 16u : 0u);
-      }
-      if (u == 0) sm.valid(ps.stage)[key] = valid;
+      cur[k] = portable::load_slot(idx_row, it.len, k * T::kKeyGroups + grp);
+      nxt[k] = portable::load_slot(idx_row, it.len, T::kBlockN + k * T::kKeyGroups + grp);
     }
-    ptx::mbarrier_arrive(sm.full_bar(ps.stage));
-    ptx::cp_async_mbarrier_arrive_noinc(sm.full_bar(ps.stage));
-    ps.advance();
+    for (int c = 0; c < it.num_chunks; ++c) {
+      ptx::mbarrier_wait(sm.empty_bar(ps.stage), ps.phase ^ 1u);
+      const uint32_t tile = ptx::smem_addr(sm.k(ps.stage));
 #pragma unroll
-    for (int k = 0; k < kKeys; ++k) {
-      cur[k] = nxt[k];
-      nxt[k] = portable::load_slot(idx_row, len, (c + 2) * T::kBlockN + k * T::kKeyGroups + grp);
+      for (int k = 0; k < kKeys; ++k) {
+        const int key = k * T::kKeyGroups + grp;
+        const bool valid = cur[k] >= 0 && static_cast<int64_t>(cur[k]) < p.s_kv;
+        const uint16_t* src = valid ? kv + static_cast<int64_t>(cur[k]) * p.kv_stride : p.kv;
+        const uint32_t dst = tile + key * 128 + ((u ^ (key % 8)) << 4);
+#pragma unroll
+        for (int b = 0; b < T::kColBlocks; ++b) {
+          ptx::cp_async_16_zfill(dst + b * T::kBlockBytes, src + b * 64, valid ? 16u : 0u);
+        }
+        if (u == 0) sm.valid(ps.stage)[key] = valid;
+      }
+      ptx::mbarrier_arrive(sm.full_bar(ps.stage));
+      ptx::cp_async_mbarrier_arrive_noinc(sm.full_bar(ps.stage));
+      ps.advance();
+      if (c == 0) {
+        // NOTE: after the item's first key tile: that tile's stage frees up about when WG 0
+        // finishes the previous item's last S (which frees Q), and the consumers need both.
+        ptx::mbarrier_wait(q_empty_bar(sm), (q_fills & 1u) ^ 1u);
+        produce_prefill_q<T>(sm, p, it.i, it.g, t);
+        ptx::mbarrier_arrive(q_full_bar(sm));
+        ptx::cp_async_mbarrier_arrive_noinc(q_full_bar(sm));
+        ++q_fills;
+      }
+#pragma unroll
+      for (int k = 0; k < kKeys; ++k) {
+        cur[k] = nxt[k];
+        nxt[k] = portable::load_slot(idx_row, it.len, (c + 2) * T::kBlockN + k * T::kKeyGroups + grp);
+      }
     }
   }
   ptx::cp_async_wait_all();  // no copy outlives its thread
 }
 
-/// Consumer warpgroup kWg (0 or 1) of (token i, head group g): Q, the main loop over the
-/// token's num_chunks chunks, then out (its 256 columns), max_logits and lse.
+/// The outputs of work item `it` from a consumer warpgroup's unnormalised O, row maxima m and
+/// partial sums l (consume_chunks): out (its 256 columns), and from WG 0 max_logits and lse.
 template <class T, int kWg>
-__device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i, int g, int num_chunks) {
+__device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const PrefillParams& p, const PrefillItem& it,
+                                                 const float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
+                                                 float (&l)[2], const float (&sink)[2]) {
   constexpr int wg = kWg;
   const int lane = threadIdx.x % 32;
-  const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
-
-  float o[T::kDimsPerConsumer / 2];
-#pragma unroll
-  for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) o[e] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY};
-  float l[2] = {0.0f, 0.0f};
-  // NOTE: the sink of this thread's two heads, loaded now so the epilogue does not wait on it.
-  float sink[2] = {0.0f, 0.0f};
-  if (p.attn_sink != nullptr) {
-    sink[0] = __ldg(p.attn_sink + g * T::kRows + r0);
-    sink[1] = __ldg(p.attn_sink + g * T::kRows + r0 + 8);
-  }
-  load_q_rows<T>(sm, p.q + i * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
-  ptx::fence_proxy_async_smem();
-  ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
-  consume_chunks<T, kWg, true>(sm, p.scale_log2, 0, num_chunks, o, m, l);
-
-  // ---- epilogue: total row sums over both warpgroups, then out, max_logits, lse ----
+  const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;
+  const int i = it.i, g = it.g;
   publish_row_stats<T>(sm, m, l);
+  // NOTE: both warpgroups have read the statistics before the next item publishes its own.
+  ptx::named_barrier_sync(T::kBarrierStatsRead, T::kConsumerThreads);
   float factor[2];
   bool empty[2];
 #pragma unroll
@@ -116,13 +172,24 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i
     return empty[r] ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * factor[r], o[4 * nb + 2 * r + 1] * factor[r]);
   };
   uint16_t* out_rows = p.out + (static_cast<int64_t>(i) * p.h_q + g * T::kRows) * T::kDV;  // 64 rows
-  if (p.out_aligned16) {
-    // NOTE: staged through a key tile (free now: every chunk was consumed, the producer is done).
-    store_rows_staged<T, kWg>(sm.k(0), out_rows, T::kDV, out_pair);
-  } else {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      uint16_t* dst = out_rows + (r0 + 8 * r) * T::kDV + wg * T::kDimsPerConsumer + 2 * (lane % 4);
+  for (int r = 0; r < 2; ++r) {
+    uint16_t* dst = out_rows + (r0 + 8 * r) * T::kDV + wg * T::kDimsPerConsumer;
+    if (p.out_aligned16) {
+      // NOTE: lanes 2q' and 2q' + 1 of a quad swap one bf16x2 pair per two column blocks, so
+      // each stores 4 adjacent columns (8 bytes): a warp's store fills whole 32-byte sectors,
+      // with no shared memory (the key tiles carry the next item's keys by now).
+      const int lo = lane & 1;
+      const int col = 4 * ((lane % 4) >> 1);
+#pragma unroll
+      for (int h = 0; h < T::kDimsPerConsumer / 16; ++h) {
+        const uint32_t w0 = out_pair(r, 2 * h), w1 = out_pair(r, 2 * h + 1);
+        const uint32_t keep = lo ? w1 : w0;
+        const uint32_t recv = __shfl_xor_sync(0xffffffffu, lo ? w0 : w1, 1);
+        *reinterpret_cast<uint2*>(dst + (2 * h + lo) * 8 + col) = lo ? make_uint2(recv, keep) : make_uint2(keep, recv);
+      }
+    } else {
+      dst += 2 * (lane % 4);
 #pragma unroll
       for (int nb = 0; nb < T::kDimsPerConsumer / 8; ++nb) {
         const uint32_t v = out_pair(r, nb);
@@ -137,17 +204,50 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int i
   }
 }
 
-/// Grid (s_q, h_q / 64); 384 threads.
+/// Consumer warpgroup kWg (0 or 1): for every work item of this CTA, the main loop over its
+/// chunks (WG 0 waits for its Q tile first), then out (its 256 columns), max_logits and lse.
+template <class T, int kWg>
+__device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int64_t num_items) {
+  constexpr int wg = kWg;
+  const int lane = threadIdx.x % 32;
+  const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
+
+  ConsumerPipe<T::kStages> pipe;
+  uint32_t q_uses = 0;
+  for (int64_t w = blockIdx.x; w < num_items; w += gridDim.x) {
+    const PrefillItem it = prefill_item<T>(p, w);
+    float o[T::kDimsPerConsumer / 2];
+#pragma unroll
+    for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) o[e] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.0f, 0.0f};
+    // NOTE: the sink of this thread's two heads, loaded now so the epilogue does not wait on it.
+    float sink[2] = {0.0f, 0.0f};
+    if (p.attn_sink != nullptr) {
+      sink[0] = __ldg(p.attn_sink + it.g * T::kRows + r0);
+      sink[1] = __ldg(p.attn_sink + it.g * T::kRows + r0 + 8);
+    }
+    if (wg == 0 && it.num_chunks > 0) {
+      ptx::mbarrier_wait(q_full_bar(sm), q_uses & 1u);
+      ptx::fence_proxy_async_smem();  // cp.async writes -> wgmma operand reads
+      ++q_uses;
+    }
+    consume_chunks<T, kWg, true, true>(sm, p.scale_log2, it.num_chunks, o, m, l, pipe, q_empty_bar(sm));
+    prefill_epilogue<T, kWg>(sm, p, it, o, m, l, sink);
+  }
+}
+
+/// Persistent grid: min(work items, the launcher's CTA count) CTAs of 384 threads; work item w
+/// = (token w / num_head_groups, head group w % num_head_groups).
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
   const Smem<T> sm;
-  const int i = static_cast<int>(blockIdx.x);
-  const int g = static_cast<int>(blockIdx.y);
-  const int len = portable::clamp_topk_length(p.topk_length, i, p.topk);
-  const int num_chunks = (len + T::kBlockN - 1) / T::kBlockN;
+  const int64_t num_items = static_cast<int64_t>(p.s_q) * p.num_head_groups;
 
   if (threadIdx.x == 0) {
     init_pipeline_barriers<T>(sm, T::kFullArrivals);
+    ptx::mbarrier_init(q_full_bar(sm), T::kQFullArrivals);
+    ptx::mbarrier_init(q_empty_bar(sm), 128);  // WG 0's threads
     ptx::fence_mbarrier_init();
   }
   __syncthreads();
@@ -156,16 +256,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (warpgroup >= T::kConsumerWarpgroups) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    produce_prefill<T>(sm, p, p.indices + i * p.idx_stride, len, num_chunks);
+    produce_prefill<T>(sm, p, num_items);
     return;
   }
   // NOTE: one call per role, each under its own register budget.
   if (warpgroup == 0) {
     set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
-    prefill_consume<T, 0>(sm, p, i, g, num_chunks);
+    prefill_consume<T, 0>(sm, p, num_items);
   } else {
     set_max_regs<T::kLaunchRegs, T::kPvRegs>();
-    prefill_consume<T, 1>(sm, p, i, g, num_chunks);
+    prefill_consume<T, 1>(sm, p, num_items);
   }
 }
 

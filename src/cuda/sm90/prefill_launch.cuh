@@ -2,8 +2,10 @@
 // (included only by the sm_90a instantiation files).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/cuda_check.h"
@@ -13,6 +15,19 @@
 #include "model1/error.h"
 
 namespace model1::cuda::sm90 {
+
+/// MODEL1_CUDA_PREFILL_CTAS unset or empty: no cap; a positive integer N: the persistent
+/// sm_90a prefill kernel runs at most N CTAs (tests walk many work items per CTA with it).
+/// Read on every call.
+inline int prefill_cta_cap() {
+  const char* env = std::getenv("MODEL1_CUDA_PREFILL_CTAS");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  MODEL1_CHECK(*end == '\0' && v > 0 && v <= (1L << 20), "MODEL1_CUDA_PREFILL_CTAS",
+               "a positive integer (at most 2^20) or unset", "'" + std::string(env) + "'");
+  return static_cast<int>(v);
+}
 
 template <int kDQk>
 bool prefill_supports(const PrefillParams& p, int device) {
@@ -31,8 +46,17 @@ void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int
                std::to_string(p.h_q));
   MODEL1_CHECK(p.kv_aligned16, "kv", "16-byte aligned rows (sm_90a kernel)", "unaligned rows");
   p.num_head_groups = p.h_q / T::kRows;
-  const dim3 grid(static_cast<unsigned>(p.s_q), static_cast<unsigned>(p.num_head_groups));
-  sparse_prefill_sm90_kernel<T><<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
+  // NOTE: persistent: one CTA per SM (each holds a whole SM's shared memory), or fewer when
+  // there are fewer work items or MODEL1_CUDA_PREFILL_CTAS caps them. Every item is computed
+  // the same way whichever CTA takes it, so the count never changes results.
+  const int64_t items = static_cast<int64_t>(p.s_q) * p.num_head_groups;
+  const int sms = device_sm_count(device);
+  MODEL1_CHECK(sms > 0, "sparse_prefill", "a readable SM count on cuda:" + std::to_string(device),
+               "the query failed");
+  int64_t ctas = std::min<int64_t>(items, sms);
+  const int cap = prefill_cta_cap();
+  if (cap > 0) ctas = std::min<int64_t>(ctas, cap);
+  sparse_prefill_sm90_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
   MODEL1_CUDA_CHECK_LAUNCH("sparse_prefill", "sparse_prefill_sm90_kernel");
 }
 

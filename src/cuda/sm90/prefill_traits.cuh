@@ -10,13 +10,16 @@
 
 namespace model1::cuda::sm90 {
 
-/// One CTA = 64 heads (one head group) of one query token. Three warpgroups:
+/// A persistent CTA walks work items (query token, group of 64 heads), item w, w + gridDim.x, ...
+/// from w = blockIdx.x. Three warpgroups:
 ///   WG 0, 1  consumers, as in decode (consume_chunks): WG 0 computes S = Q K^T for the
 ///            chunk's 64 keys, the online softmax and O += P V for value columns 0..255, WG 1
 ///            O += P V for columns 256..511;
 ///   WG 2     producer: gathers the chunk's 64 bf16 key rows by cp.async (16-byte pieces,
 ///            zero-filled and never read for an invalid index) straight into the
-///            128-byte-swizzled tile wgmma reads; no conversion, so one warpgroup keeps up.
+///            128-byte-swizzled tile wgmma reads; no conversion, so one warpgroup keeps up. It
+///            also copies each work item's Q tile, once WG 0's last S of the previous item is
+///            done, so the next item's Q and first key tiles arrive during the epilogue.
 template <int kDQk_>
 struct PrefillTraits {
   static constexpr int kDQk = kDQk_;
@@ -67,7 +70,10 @@ struct PrefillTraits {
   static constexpr int kBarOffset = kRedSumOffset + kConsumerWarpgroups * kRows * 4;
   // full[kStages], empty[kStages], then p_full, p_empty (P handed from WG 0 to WG 1 and back)
   static constexpr int kBarBytes = (2 * kStages + 2) * 8;
-  static constexpr int kUsedBytes = kBarOffset + kBarBytes;
+  // The persistent CTA's Q tile: q_full (the producer copied a work item's Q), q_empty (WG 0's
+  // last S of the work item complete).
+  static constexpr int kQBarOffset = kBarOffset + kBarBytes;
+  static constexpr int kUsedBytes = kQBarOffset + 2 * 8;
   static constexpr int kAlign = 1024;
   static constexpr int kSmemBytes = kUsedBytes + kAlign;
   static constexpr int kMaxSmemBytes = 227 * 1024;
@@ -79,9 +85,12 @@ struct PrefillTraits {
   // The full barrier of a stage completes with two arrivals per producer thread: a plain one
   // (after its validity flags) and one when its cp.async pieces have landed.
   static constexpr int kFullArrivals = 2 * kProducerThreads;
+  static constexpr int kQFullArrivals = 2 * kProducerThreads;  // the same for the Q tile
 
+  // Named barriers among the two consumer warpgroups: the row statistics published
+  // (publish_row_stats), then read (before the next work item may publish its own).
   static constexpr int kBarrierMax = 1;
-  static constexpr int kBarrierP = 2;
+  static constexpr int kBarrierStatsRead = 2;
 };
 
 }  // namespace model1::cuda::sm90
