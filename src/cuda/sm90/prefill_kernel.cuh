@@ -43,8 +43,9 @@ __device__ __forceinline__ PrefillItem prefill_item(const PrefillParams& p, int6
 }
 
 /// Producer thread t (0..127): the Q rows of item (i, g) into the swizzled Q tile, 16-byte
-/// piece t % 8 of each 64-column block of rows t / 8 + 16 k. cp.async where q's rows are
-/// 16-byte aligned; else loads and shared stores, fenced for the wgmma reads (async proxy).
+/// piece t % 8 of each 64-column block of rows t / 8 + 16 k. cp.async (L2 evict-first) where
+/// q's rows are 16-byte aligned; else loads and shared stores, fenced for the wgmma reads
+/// (async proxy).
 template <class T>
 __device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const PrefillParams& p, int i, int g, int t) {
   const uint16_t* q_rows = p.q + static_cast<int64_t>(i) * p.q_stride_s + static_cast<int64_t>(g) * T::kRows * p.q_stride_h;
@@ -57,8 +58,11 @@ __device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const Prefi
     const uint16_t* src = q_rows + row * p.q_stride_h + u * 8;
     const uint32_t dst = tile + swizzle_offset(row, u);
     if (p.q_aligned16) {
+      // NOTE: Q is read once: evicted first from L2, which keeps the key rows (read by every
+      // token that selects them) resident. (The same for out: streaming stores.)
+      const uint64_t policy = ptx::l2_policy_evict_first();
 #pragma unroll
-      for (int cb = 0; cb < T::kColBlocks; ++cb) ptx::cp_async_16_zfill(dst + cb * T::kBlockBytes, src + cb * 64, 16u);
+      for (int cb = 0; cb < T::kColBlocks; ++cb) ptx::cp_async_16_hint(dst + cb * T::kBlockBytes, src + cb * 64, policy);
     } else {
 #pragma unroll
       for (int cb = 0; cb < T::kColBlocks; ++cb) {
@@ -176,17 +180,30 @@ __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const Prefil
   for (int r = 0; r < 2; ++r) {
     uint16_t* dst = out_rows + (r0 + 8 * r) * T::kDV + wg * T::kDimsPerConsumer;
     if (p.out_aligned16) {
-      // NOTE: lanes 2q' and 2q' + 1 of a quad swap one bf16x2 pair per two column blocks, so
-      // each stores 4 adjacent columns (8 bytes): a warp's store fills whole 32-byte sectors,
-      // with no shared memory (the key tiles carry the next item's keys by now).
-      const int lo = lane & 1;
-      const int col = 4 * ((lane % 4) >> 1);
+      // NOTE: the quad's lanes exchange their bf16x2 pairs in two xor shuffles (a 4 x 4
+      // transpose per 4 column blocks), so lane q stores column block 4 gq + q whole: one
+      // 16-byte store per 8 columns, with no shared memory (the key tiles carry the next
+      // item's keys by now). (8-byte stores after one exchange: 1% slower; 4-byte stores of
+      // the fragments as they are: 11% slower; PERF.md.)
+      const int q = lane % 4, lo = q & 1, hi = q >> 1;
 #pragma unroll
-      for (int h = 0; h < T::kDimsPerConsumer / 16; ++h) {
-        const uint32_t w0 = out_pair(r, 2 * h), w1 = out_pair(r, 2 * h + 1);
-        const uint32_t keep = lo ? w1 : w0;
-        const uint32_t recv = __shfl_xor_sync(0xffffffffu, lo ? w0 : w1, 1);
-        *reinterpret_cast<uint2*>(dst + (2 * h + lo) * 8 + col) = lo ? make_uint2(recv, keep) : make_uint2(keep, recv);
+      for (int gq = 0; gq < T::kDimsPerConsumer / 32; ++gq) {
+        uint32_t a[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) a[k] = out_pair(r, 4 * gq + k);
+        // xor 2: keep the two blocks of this lane's half (bit 1 of the block = hi), get the
+        // partner's words of them; xor 1: the same for bit 0.
+        const uint32_t keep0 = hi ? a[2] : a[0], keep1 = hi ? a[3] : a[1];
+        const uint32_t th0 = __shfl_xor_sync(0xffffffffu, hi ? a[0] : a[2], 2);
+        const uint32_t th1 = __shfl_xor_sync(0xffffffffu, hi ? a[1] : a[3], 2);
+        const uint32_t mine = lo ? keep1 : keep0, theirs = lo ? th1 : th0;
+        const uint32_t rm = __shfl_xor_sync(0xffffffffu, lo ? keep0 : keep1, 1);
+        const uint32_t rt = __shfl_xor_sync(0xffffffffu, lo ? th0 : th1, 1);
+        // words of lanes 2 hi, 2 hi + 1 (a) and of the other pair (b), in lane order
+        const uint32_t a0 = lo ? rm : mine, a1 = lo ? mine : rm;
+        const uint32_t b0 = lo ? rt : theirs, b1 = lo ? theirs : rt;
+        const uint4 v = hi ? make_uint4(b0, b1, a0, a1) : make_uint4(a0, a1, b0, b1);
+        ptx::st_global_cs_16(dst + (4 * gq + q) * 8, v);  // read once by the caller: streaming
       }
     } else {
       dst += 2 * (lane % 4);
