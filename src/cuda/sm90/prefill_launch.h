@@ -14,7 +14,9 @@ namespace model1::cuda::sm90 {
 template <int kDQk>
 bool prefill_supports(const PrefillParams& p, int device);
 
-/// Launches the sm_90a prefill kernel (grid s_q x h_q / 64).
+/// Launches the persistent sm_90a prefill kernel: min(s_q x h_q / 64 work items, SMs) CTAs, at
+/// most MODEL1_CUDA_PREFILL_CTAS when set (a positive integer; anything else throws
+/// model1::Error naming it).
 template <int kDQk>
 void launch_sparse_prefill(const PrefillParams& p, cudaStream_t stream, int device);
 
