@@ -700,9 +700,22 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 
   PipelineState<T::kStages> ps = pipe.ps;
   const uint32_t h0 = pipe.handovers;
+  // This thread's validity flags of the chunk (keys 8 nb + 2 (lane % 4) + e at byte 2 nb + e),
+  // read from shared memory when the chunk's tile is known full, before its S completes.
+  uint32_t flags[T::kBlockN / 16];
+  auto load_flags = [&](int stage) {
+    const uint8_t* valid = sm.valid(stage) + 2 * (cx.lane % 4);
+#pragma unroll
+    for (int k = 0; k < T::kBlockN / 16; ++k) {
+      const uint32_t lo = *reinterpret_cast<const uint16_t*>(valid + 16 * k);
+      const uint32_t hi = *reinterpret_cast<const uint16_t*>(valid + 16 * k + 8);
+      flags[k] = lo | (hi << 16);
+    }
+  };
   if (num_chunks > 0) {
     cx.wait_full(ps);
     issue_s(ps.stage);
+    load_flags(ps.stage);
   }
   for (int c = 0; c < num_chunks; ++c) {
     ptx::wgmma_wait<0>();  // S of chunk c (P V of chunk c - 1 was waited for already)
@@ -714,16 +727,18 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
       if (c + 1 == num_chunks) ptx::mbarrier_arrive(q_empty_bar);
     }
 
-    // ---- mask (select, never multiply) and the row maxima ----
-    const uint8_t* valid = sm.valid(ps.stage);
+    // ---- mask (select, never multiply) and the row maxima, on the unscaled logits ----
+    // NOTE: scale_log2 > 0 (sm_scale is validated > 0) and rounding is monotonic, so
+    // fl(max(s) * scale) is the maximum of the scaled logits; the scale is applied once per
+    // row here and fused into exp2's argument below.
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const bool ok = valid[nb * 8 + 2 * (cx.lane % 4) + e] != 0;
-        s[4 * nb + e] = ok ? s[4 * nb + e] * scale_log2 : -INFINITY;
-        s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] * scale_log2 : -INFINITY;
+        const bool ok = ((flags[nb / 2] >> (16 * (nb % 2) + 8 * e)) & 0xffu) != 0;
+        s[4 * nb + e] = ok ? s[4 * nb + e] : -INFINITY;
+        s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] : -INFINITY;
         mx[0] = fmaxf(mx[0], s[4 * nb + e]);
         mx[1] = fmaxf(mx[1], s[4 * nb + 2 + e]);
       }
@@ -733,6 +748,7 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      mx[r] *= scale_log2;
       const float m_new = fmaxf(m[r], mx[r]);
       // NOTE: while no valid key was seen m stays -inf; subtracting 0 keeps exp2 at 0.
       m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
@@ -745,10 +761,11 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     uint32_t pk[T::kBlockN / 8][2];  // per 8 keys: row cx.r0 pair, row cx.r0 + 8 pair
 #pragma unroll
     for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
-      const float p0 = exp2f(s[4 * nb + 0] - m_use[0]);
-      const float p1 = exp2f(s[4 * nb + 1] - m_use[0]);
-      const float p2 = exp2f(s[4 * nb + 2] - m_use[1]);
-      const float p3 = exp2f(s[4 * nb + 3] - m_use[1]);
+      // NOTE: p < 2^-126 flushes to 0 (ex2_ftz): far below a row sum of at least 1.
+      const float p0 = ptx::ex2_ftz(fmaf(s[4 * nb + 0], scale_log2, -m_use[0]));
+      const float p1 = ptx::ex2_ftz(fmaf(s[4 * nb + 1], scale_log2, -m_use[0]));
+      const float p2 = ptx::ex2_ftz(fmaf(s[4 * nb + 2], scale_log2, -m_use[1]));
+      const float p3 = ptx::ex2_ftz(fmaf(s[4 * nb + 3], scale_log2, -m_use[1]));
       rowsum[0] += p0 + p1;
       rowsum[1] += p2 + p3;
       pk[nb][0] = pack_bf16x2(p0, p1);
@@ -797,6 +814,7 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     if (c + 1 < num_chunks) {
       cx.wait_full(next);
       issue_s(next.stage);
+      load_flags(next.stage);
       ptx::wgmma_wait<1>();  // P V of chunk c complete (S of c + 1 may still run)
     } else {
       ptx::wgmma_wait<0>();
