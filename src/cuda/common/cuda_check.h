@@ -62,20 +62,30 @@ class DeviceGuard {
   int device_ = 0;
 };
 
-/// The device's opt-in shared memory per block, queried once per device (ids 0..63; higher
-/// ids query every time). `op` names the calling operation in errors.
-inline int device_smem_optin(int device, const char* op) {
+/// A device attribute, queried once per device (ids 0..63; higher ids query every time). `op`
+/// names the calling operation in errors.
+template <cudaDeviceAttr kAttr>
+inline int cached_device_attribute(int device, const char* op) {
   static std::atomic<int> cached[64];  // 0: not queried yet
   const bool cacheable = device >= 0 && device < 64;
   if (cacheable) {
     const int v = cached[device].load(std::memory_order_acquire);
     if (v > 0) return v;
   }
-  int optin = 0;
-  MODEL1_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                               device));
-  if (cacheable && optin > 0) cached[device].store(optin, std::memory_order_release);
-  return optin;
+  int value = 0;
+  MODEL1_CUDA_CHECK(op, cudaDeviceGetAttribute(&value, kAttr, device));
+  if (cacheable && value > 0) cached[device].store(value, std::memory_order_release);
+  return value;
+}
+
+/// The device's opt-in shared memory per block (cached per device).
+inline int device_smem_optin(int device, const char* op) {
+  return cached_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(device, op);
+}
+
+/// The device's number of SMs (cached per device).
+inline int device_sm_count(int device, const char* op) {
+  return cached_device_attribute<cudaDevAttrMultiProcessorCount>(device, op);
 }
 
 /// Raises a kernel's dynamic shared-memory limit once per device (devices 0..63; the

@@ -27,19 +27,4 @@ inline bool device_is_sm90(int device) {
   return v == 1;
 }
 
-/// The number of SMs of `device` (cached per device; 0 where the query fails).
-inline int device_sm_count(int device) {
-  static std::atomic<int> cached[64] = {};
-  if (device < 0 || device >= 64) return 0;
-  int v = cached[device].load(std::memory_order_acquire);
-  if (v == 0) {
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || v <= 0) {
-      cudaGetLastError();
-      return 0;
-    }
-    cached[device].store(v, std::memory_order_release);
-  }
-  return v;
-}
-
 }  // namespace model1::cuda::sm90

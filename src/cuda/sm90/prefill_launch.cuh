@@ -50,10 +50,7 @@ void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int
   // there are fewer work items or MODEL1_CUDA_PREFILL_CTAS caps them. Every item is computed
   // the same way whichever CTA takes it, so the count never changes results.
   const int64_t items = static_cast<int64_t>(p.s_q) * p.num_head_groups;
-  const int sms = device_sm_count(device);
-  MODEL1_CHECK(sms > 0, "sparse_prefill", "a readable SM count on cuda:" + std::to_string(device),
-               "the query failed");
-  int64_t ctas = std::min<int64_t>(items, sms);
+  int64_t ctas = std::min<int64_t>(items, device_sm_count(device, "sparse_prefill"));
   const int cap = prefill_cta_cap();
   if (cap > 0) ctas = std::min<int64_t>(ctas, cap);
   sparse_prefill_sm90_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
