@@ -114,6 +114,7 @@ DecodeParams make_params(const SparseDecodeArgs& a, float sm_scale, const CudaPl
   p.out = a.out.ptr<uint16_t>();
   p.lse = a.lse.ptr<float>();
   p.out_aligned8 = aligned(p.out, 8);
+  p.out_aligned16 = aligned(p.out, 16);
   p.partial_o = st.partial_o;
   p.partial_lse = st.partial_lse;
   p.max_splits = st.max_splits;

@@ -24,8 +24,27 @@ struct DecodeRowScale {
 /// exp2(logit - m).
 /// NOTE: l_total is exactly 0 only when no valid key was seen (the running max key adds
 /// exp2(0) = 1); a NaN logit of a valid key makes it NaN and propagates, as in the CPU backend.
+/// `sink`: attn_sink[h] (read only when `direct` and `has_sink`), for callers that load it
+/// ahead of the epilogue.
+__device__ __forceinline__ DecodeRowScale decode_row_scale_with_sink(bool direct, float m, float l_total,
+                                                                     bool has_sink, float sink) {
+  DecodeRowScale rs;
+  rs.empty = l_total == 0.0f;
+  const float lse2 = m + log2f(l_total);
+  if (direct) {
+    rs.lse = lse2 * kLn2;
+    rs.factor = softmax_out_factor(l_total, rs.lse, has_sink, sink);
+  } else {
+    rs.lse = lse2;
+    rs.factor = 1.0f / l_total;
+  }
+  return rs;
+}
+
 __device__ __forceinline__ DecodeRowScale decode_row_scale(const DecodeParams& p, int h, bool direct, float m,
                                                            float l_total) {
+  // NOTE: the sink is read inside the direct branch only (a delegation to
+  // decode_row_scale_with_sink reading it up front made the portable V3.2 kernel spill).
   DecodeRowScale rs;
   rs.empty = l_total == 0.0f;
   const float lse2 = m + log2f(l_total);

@@ -61,6 +61,7 @@ struct DecodeParams {
   bool cache_aligned16 = true;  ///< both caches' rows 16-byte aligned: cp.async path
   bool q_aligned16 = true;      ///< q rows 16-byte aligned: vector loads
   bool out_aligned8 = true;     ///< out 8-byte aligned: bf16x2 / bf16x4 stores
+  bool out_aligned16 = true;    ///< out 16-byte aligned: 16-byte stores (sm_90a epilogue)
 };
 
 struct RequestSchedule {

@@ -65,6 +65,8 @@ struct Smem {
   __device__ float* red_sum(int wg) const {
     return reinterpret_cast<float*>(at(T::kRedSumOffset)) + wg * T::kRows;
   }
+  /// Decode: the CTA's kRows attention sinks, loaded in the prologue (the red_sum(1) slot).
+  __device__ float* sinks() const { return red_sum(1); }
   __device__ uint8_t* ring_slot(int warp, int slot) const {
     return at(T::Ring::kOffset + (warp * T::Ring::kSlots + slot) * T::Ring::kSlotBytes);
   }
@@ -198,39 +200,33 @@ __device__ __forceinline__ void producer_publish(const Smem<T>& sm, int stage, i
 }
 
 /// Q rows first_row .. first_row + 63 of one token (`q_rows`: its first head, `stride_h`
-/// elements between heads) -> the swizzled Q tile, by the consumer warpgroups while the
-/// producers start gathering. NOTE: a batch of loads is issued before any store (one
-/// load-store pair per iteration would pay a full global-memory latency each).
+/// elements between heads, rows 16-byte aligned: `supports` routes other q views to the portable
+/// kernels) -> the swizzled Q tile, by the consumer warpgroups while the producers start
+/// gathering: every 16-byte piece by cp.async (L2 evict-first: Q is read once), all in flight at
+/// once, waited for here; the caller fences and syncs.
 template <class T>
 __device__ __forceinline__ void load_q_rows(const Smem<T>& sm, const uint16_t* q_rows, int64_t stride_h,
-                                            int first_row, bool aligned16) {
+                                            int first_row) {
   constexpr int kChunksPerRow = T::kDQk / 8;  // 16-byte chunks
   constexpr int kItems = T::kRows * kChunksPerRow;
   static_assert(kItems % T::kConsumerThreads == 0, "whole Q items per consumer thread");
   constexpr int kPerThread = kItems / T::kConsumerThreads;  // 16 or 18
-  constexpr int kBatch = kPerThread / 2;
+  const uint64_t policy = ptx::l2_policy_evict_first();
+  const uint32_t tile = ptx::smem_addr(sm.q());
 #pragma unroll
-  for (int b0 = 0; b0 < kPerThread; b0 += kBatch) {
-    uint4 v[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int item = threadIdx.x + (b0 + u) * T::kConsumerThreads;
-      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-      v[u] = load_bf16x8(q_rows + (first_row + r) * stride_h + c * 8, aligned16);
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int item = threadIdx.x + (b0 + u) * T::kConsumerThreads;
-      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-      *reinterpret_cast<uint4*>(sm.q() + (c / 8) * T::kBlockBytes + swizzle_offset(r, c % 8)) = v[u];
-    }
+  for (int u = 0; u < kPerThread; ++u) {
+    const int item = threadIdx.x + u * T::kConsumerThreads;
+    const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+    ptx::cp_async_16_hint(tile + (c / 8) * T::kBlockBytes + swizzle_offset(r, c % 8),
+                          q_rows + (first_row + r) * stride_h + c * 8, policy);
   }
+  ptx::cp_async_wait_all();
 }
 
 /// Decode: the 64 heads of head group g of (request i, token j).
 template <class T>
 __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, int g) {
-  load_q_rows<T>(sm, p.q + i * p.q_stride_b + j * p.q_stride_s, p.q_stride_h, g * T::kRows, p.q_aligned16);
+  load_q_rows<T>(sm, p.q + i * p.q_stride_b + j * p.q_stride_s, p.q_stride_h, g * T::kRows);
 }
 
 /// 16 e4m3 codes (bytes of `w`, low first) -> 8 bf16x2 words: each pair of codes goes e4m3 ->
@@ -891,6 +887,38 @@ __device__ __forceinline__ void publish_row_stats(const Smem<T>& sm, float (&m)[
   }
 }
 
+/// One row of a consumer warpgroup's bf16 output from its accumulator fragments: lane q of each
+/// quad holds `pair(nb)`, the bf16x2 of columns 8 nb + 2 q, + 1, for kBlocks 8-column blocks.
+/// The quad's lanes exchange pairs in two xor shuffles (a 4 x 4 transpose per 4 blocks), so lane
+/// q stores block 4 gq + q whole: one 16-byte streaming store per 8 columns (the caller reads
+/// the output once). `dst`: the row's first column, 16-byte aligned. Every lane of the warp
+/// takes part. (Prefill: 8-byte stores after one exchange were 1% slower, the fragments' 4-byte
+/// stores 11% slower; PERF.md.)
+template <int kBlocks, class Pair>
+__device__ __forceinline__ void store_row_bf16_quads(uint16_t* dst, Pair&& pair) {
+  static_assert(kBlocks % 4 == 0, "whole groups of 4 blocks");
+  const int q = threadIdx.x % 4, lo = q & 1, hi = q >> 1;
+#pragma unroll
+  for (int gq = 0; gq < kBlocks / 4; ++gq) {
+    uint32_t a[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) a[k] = pair(4 * gq + k);
+    // xor 2: keep the two blocks of this lane's half (bit 1 of the block = hi), get the
+    // partner's words of them; xor 1: the same for bit 0.
+    const uint32_t keep0 = hi ? a[2] : a[0], keep1 = hi ? a[3] : a[1];
+    const uint32_t th0 = __shfl_xor_sync(0xffffffffu, hi ? a[0] : a[2], 2);
+    const uint32_t th1 = __shfl_xor_sync(0xffffffffu, hi ? a[1] : a[3], 2);
+    const uint32_t mine = lo ? keep1 : keep0, theirs = lo ? th1 : th0;
+    const uint32_t rm = __shfl_xor_sync(0xffffffffu, lo ? keep0 : keep1, 1);
+    const uint32_t rt = __shfl_xor_sync(0xffffffffu, lo ? th0 : th1, 1);
+    // words of lanes 2 hi, 2 hi + 1 (a) and of the other pair (b), in lane order
+    const uint32_t a0 = lo ? rm : mine, a1 = lo ? mine : rm;
+    const uint32_t b0 = lo ? rt : theirs, b1 = lo ? theirs : rt;
+    const uint4 v = hi ? make_uint4(b0, b1, a0, a1) : make_uint4(a0, a1, b0, b1);
+    ptx::st_global_cs_16(dst + (4 * gq + q) * 8, v);
+  }
+}
+
 /// Consumer warpgroup kWg (0 or 1): the chunk loop, then the outputs of its 256 columns.
 template <class T, int kWg>
 __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begin, int chunk_end) {
@@ -908,9 +936,12 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
 
   {
     const CtaCoord cc = cta_coord(p);
+    // NOTE: the sinks of the CTA's heads go to shared memory now (two warps of WG 1), so the
+    // epilogue does not wait a memory latency for them (nor keep them in registers).
+    if (wg == 1 && wt < T::kRows && p.attn_sink != nullptr) sm.sinks()[wt] = __ldg(p.attn_sink + cc.g * T::kRows + wt);
     load_q<T>(sm, p, cc.i, cc.j, cc.g);
   }
-  ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
+  ptx::fence_proxy_async_smem();  // Q: generic stores / cp.async writes -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
   ConsumerPipe<T::kStages> pipe;
   consume_chunks<T, kWg>(sm, scale_log2, chunk_end - chunk_begin, o, m, l, pipe);
@@ -930,12 +961,31 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
 
   const int dim_base = wg * T::kDimsPerConsumer;
   const bool direct = num_splits == 1;
+  constexpr int kBlocks = T::kDimsPerConsumer / 8;
+  // NOTE: the request's only split writes out as 16-byte streaming stores (`supports`: out is
+  // 16-byte aligned; rows of this kernel always exist, h_q being 64 or 128); partial rows go
+  // through the shared path. (16-byte partial stores after a lane-pair exchange measured
+  // slower.)
+  if (direct) {
+    const bool has_sink = p.attn_sink != nullptr;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row_in_cta = r0 + 8 * r;
+      const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + g * T::kRows + row_in_cta;
+      const DecodeRowScale rs =
+          decode_row_scale_with_sink(true, m[r], l[r], has_sink, has_sink ? sm.sinks()[row_in_cta] : 0.0f);
+      // NOTE: select, never multiply: an empty row's factor is inf or NaN.
+      store_row_bf16_quads<kBlocks>(p.out + row * T::kDV + dim_base, [&](int nb) {
+        return rs.empty ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * rs.factor, o[4 * nb + 2 * r + 1] * rs.factor);
+      });
+      if (wg == 0 && lane % 4 == 0) store_decode_lse(p, row, split, true, rs);
+    }
+    return;
+  }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int h = g * T::kRows + r0 + 8 * r;
-    if (h >= p.h_q) continue;
-    write_decode_row<T::kDimsPerConsumer / 8>(
-        p, i, j, h, split, direct, m[r], l[r], wg == 0 && lane % 4 == 0,
+    write_decode_row<kBlocks>(
+        p, i, j, g * T::kRows + r0 + 8 * r, split, false, m[r], l[r], wg == 0 && lane % 4 == 0,
         [&](int nb) { return dim_base + nb * 8 + 2 * (lane % 4); },
         [&](int nb) { return make_float2(o[4 * nb + 2 * r], o[4 * nb + 2 * r + 1]); });
   }

@@ -180,31 +180,8 @@ __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const Prefil
   for (int r = 0; r < 2; ++r) {
     uint16_t* dst = out_rows + (r0 + 8 * r) * T::kDV + wg * T::kDimsPerConsumer;
     if (p.out_aligned16) {
-      // NOTE: the quad's lanes exchange their bf16x2 pairs in two xor shuffles (a 4 x 4
-      // transpose per 4 column blocks), so lane q stores column block 4 gq + q whole: one
-      // 16-byte store per 8 columns, with no shared memory (the key tiles carry the next
-      // item's keys by now). (8-byte stores after one exchange: 1% slower; 4-byte stores of
-      // the fragments as they are: 11% slower; PERF.md.)
-      const int q = lane % 4, lo = q & 1, hi = q >> 1;
-#pragma unroll
-      for (int gq = 0; gq < T::kDimsPerConsumer / 32; ++gq) {
-        uint32_t a[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) a[k] = out_pair(r, 4 * gq + k);
-        // xor 2: keep the two blocks of this lane's half (bit 1 of the block = hi), get the
-        // partner's words of them; xor 1: the same for bit 0.
-        const uint32_t keep0 = hi ? a[2] : a[0], keep1 = hi ? a[3] : a[1];
-        const uint32_t th0 = __shfl_xor_sync(0xffffffffu, hi ? a[0] : a[2], 2);
-        const uint32_t th1 = __shfl_xor_sync(0xffffffffu, hi ? a[1] : a[3], 2);
-        const uint32_t mine = lo ? keep1 : keep0, theirs = lo ? th1 : th0;
-        const uint32_t rm = __shfl_xor_sync(0xffffffffu, lo ? keep0 : keep1, 1);
-        const uint32_t rt = __shfl_xor_sync(0xffffffffu, lo ? th0 : th1, 1);
-        // words of lanes 2 hi, 2 hi + 1 (a) and of the other pair (b), in lane order
-        const uint32_t a0 = lo ? rm : mine, a1 = lo ? mine : rm;
-        const uint32_t b0 = lo ? rt : theirs, b1 = lo ? theirs : rt;
-        const uint4 v = hi ? make_uint4(b0, b1, a0, a1) : make_uint4(a0, a1, b0, b1);
-        ptx::st_global_cs_16(dst + (4 * gq + q) * 8, v);  // read once by the caller: streaming
-      }
+      // NOTE: no shared memory: the key tiles carry the next item's keys by now.
+      store_row_bf16_quads<T::kDimsPerConsumer / 8>(dst, [&](int nb) { return out_pair(r, nb); });
     } else {
       dst += 2 * (lane % 4);
 #pragma unroll
