@@ -24,6 +24,7 @@
 #include "cuda/portable/decode_launch.h"
 #include "cuda/portable/prefill_launch.h"
 #include "cuda/sm90/decode_launch.h"
+#include "cuda/sm90/device.h"
 #include "model1/error.h"
 
 #ifndef MODEL1_CUDA_ARCHS
@@ -302,7 +303,16 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   if (p.max_splits > 1) {
     const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
     const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
-    combine_kernel<<<static_cast<unsigned>(blocks), CombineTraits::kThreads, 0, s>>>(p);
+#if MODEL1_WITH_SM90A
+    // NOTE: on sm_90 a programmatic dependent launch: the combine's CTAs are scheduled while the
+    // split kernel's last CTAs run and wait for its completion, which hides the second launch's
+    // latency (PERF.md). Other GPUs launch it plainly.
+    if (sm90::device_is_sm90(st->device)) {
+      sm90::launch_combine_after_split(p, s);
+      return;
+    }
+#endif
+    combine_kernel<false><<<static_cast<unsigned>(blocks), CombineTraits::kThreads, 0, s>>>(p);
     MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel");
   }
 }

@@ -7,6 +7,7 @@
 
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
+#include "cuda/ptx/mma.cuh"
 
 namespace model1::cuda {
 
@@ -18,7 +19,13 @@ struct CombineTraits {
   static_assert(kDV % (32 * 4) == 0, "whole float4 per lane");
 };
 
+/// kAfterPrimary: launched as a programmatic dependent of the split kernel (sm_90, the sm_90a
+/// instantiation in sm90/combine_sm90.cu): its CTAs may start while the split kernel's last
+/// CTAs still run, so each first waits (griddepcontrol.wait) until that grid completed and its
+/// writes are visible. The portable instantiation (<false>) is launched plainly.
+template <bool kAfterPrimary>
 __global__ void __launch_bounds__(CombineTraits::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
+  if constexpr (kAfterPrimary) ptx::griddep_wait();
   using T = CombineTraits;
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * T::kRowsPerBlock + threadIdx.x / 32;

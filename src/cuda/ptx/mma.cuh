@@ -12,6 +12,24 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+/// Programmatic dependent launch. NOTE: both are no-ops unless compiled for sm_90 or newer (the
+/// portable objects are compiled from compute_80 PTX, even their sm_90 machine code): only
+/// the sm_90a objects trigger and wait. This CTA lets the grid launched after it on the stream
+/// with the programmatic-serialization attribute start early.
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+/// ... and the dependent grid waits here until the grid before it completed and its memory
+/// writes are visible (returns at once for a grid launched without the attribute).
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 /// D += A * B for one m16n8k16 tile: A bf16 row-major (4 regs), B bf16 "col" (2 regs),
 /// D float32 (4 regs), fragment layouts as in the PTX ISA for mma.m16n8k16.
 __device__ __forceinline__ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4],

@@ -108,15 +108,17 @@ __device__ __forceinline__ void init_pipeline_barriers(const Smem<T>& sm, uint32
 struct CtaCoord {
   int i, j, split, g;
 };
+/// NOTE: 32-bit arithmetic (the grid has fewer than 2^31 CTAs: launch_decode_grid checks it);
+/// 64-bit divisions cost about a hundred instructions each at every CTA's start.
 __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
-  int64_t bid = blockIdx.x;
+  uint32_t bid = blockIdx.x;
   CtaCoord c;
-  c.g = static_cast<int>(bid % p.num_head_groups);
-  bid /= p.num_head_groups;
-  c.split = static_cast<int>(bid % p.max_splits);
-  bid /= p.max_splits;
-  c.j = static_cast<int>(bid % p.s_q);
-  c.i = static_cast<int>(bid / p.s_q);
+  c.g = static_cast<int>(bid % static_cast<uint32_t>(p.num_head_groups));
+  bid /= static_cast<uint32_t>(p.num_head_groups);
+  c.split = static_cast<int>(bid % static_cast<uint32_t>(p.max_splits));
+  bid /= static_cast<uint32_t>(p.max_splits);
+  c.j = static_cast<int>(bid % static_cast<uint32_t>(p.s_q));
+  c.i = static_cast<int>(bid / static_cast<uint32_t>(p.s_q));
   return c;
 }
 
@@ -997,6 +999,9 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
 /// chunk_begin, chunk_end)` runs the consumer warpgroups.
 template <class T, class Consume>
 __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>& sm, Consume&& consume) {
+  // NOTE: the combine kernel (a programmatic dependent launch) may be scheduled once every CTA
+  // of this grid has started; it waits for this grid's completion before reading partials.
+  ptx::griddep_launch_dependents();
   const CtaCoord cc = cta_coord(p);
   const int i = cc.i, j = cc.j, split = cc.split;
 

@@ -26,6 +26,11 @@ bool supports(const DecodeParams& p, int device);
 template <class Format>
 void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device);
 
+/// Launches the combine kernel's sm_90a instantiation as a programmatic dependent launch of
+/// the split kernel before it on `stream` (sm_90 GPUs only): its launch overlaps the split
+/// kernel's tail, and each CTA waits for the split kernel's completion before reading.
+void launch_combine_after_split(const DecodeParams& p, cudaStream_t stream);
+
 /// Shared memory of the 64-head sm_90a split kernel for `Format` (reports and tests).
 template <class Format>
 int sparse_decode_smem_bytes();

@@ -1,0 +1,30 @@
+// The split-KV combine kernel for sm_90 GPUs, compiled for sm_90a so that its
+// griddepcontrol.wait is real (the portable objects are compiled from compute_80 PTX): launched
+// as a programmatic dependent of the split kernel (decode_launch.h).
+#include "cuda/common/combine.cuh"
+#include "cuda/common/cuda_check.h"
+#include "cuda/sm90/decode_launch.h"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#error "combine_sm90.cu must be compiled for sm_90a: the combine's grid-dependency wait would vanish"
+#endif
+
+namespace model1::cuda::sm90 {
+
+void launch_combine_after_split(const DecodeParams& p, cudaStream_t stream) {
+  const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
+  const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.blockDim = dim3(CombineTraits::kThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, combine_kernel<true>, p));
+  MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel (programmatic dependent launch)");
+}
+
+}  // namespace model1::cuda::sm90
