@@ -305,8 +305,8 @@ def decode_kernel_name(q: Any, kv: Any, indices: Any, topk_length: Any = None,
     """Which kernel family :func:`sparse_decode` runs for these arguments, with the same
     validation and nothing written or launched: ``"cpu"``, ``"portable"`` (every NVIDIA GPU from
     sm_80), ``"portable-compact"`` (its small-shared-memory configuration) or ``"sm90a"`` (the
-    Hopper kernels: H100/H200, FP8 caches, 8, 16, 32, 64 or 128 heads; at 64 and 128 heads
-    q rows and out 16-byte aligned). Arguments as in
+    Hopper kernels: H100/H200, FP8 caches, 8, 16, 32, 64 or 128 heads, q rows and out 16-byte
+    aligned). Arguments as in
     :func:`sparse_decode`."""
     name, _, _ = _decode_call(_C.sparse_decode, q, kv, indices, topk_length, extra_kv,
                               extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,

@@ -229,13 +229,13 @@ std::vector<DecodeCase> hopper_cases() {
 
 class CudaDecodeHopper : public ::testing::TestWithParam<int> {};
 
-// NOTE: at 64 and 128 heads the sm_90a kernel takes 16-byte aligned q rows and out only; the
-// cases with padded q heads or a shifted out run (and test) the portable kernels there.
+// NOTE: the sm_90a kernels take 16-byte aligned q rows and out only; the cases with padded q
+// heads or a shifted out run (and test) the portable kernels there.
 TEST_P(CudaDecodeHopper, MatchesCpuAndRepeatsBitwise) {
   MODEL1_REQUIRE_GPU();
   const DecodeCase c = hopper_cases()[GetParam()];
   const bool aligned_io = c.q_head_pad % 8 == 0 && c.out_shift % 8 == 0;
-  const bool sm90 = sm90_expected() && (c.h_q < 64 || aligned_io);
+  const bool sm90 = sm90_expected() && aligned_io;
   check_case(c, GetParam(), [sm90](const std::string& kernel) {
     if (sm90) {
       EXPECT_EQ(kernel, "sm90a");
@@ -279,20 +279,23 @@ TEST(CudaDecode, KernelNameFollowsShapes) {
   c2.h_q = 64;
   DecodeProblem p2 = make_problem(c2, fresh_seed());
   p2.upload();
-  // 64 heads: the sm_90a kernel for 16-byte aligned q rows and out; padded q heads or an out
-  // shifted by 4 bytes run the portable kernels.
-  {
-    const SparseDecodeArgs a64 = p2.args(true);
-    EXPECT_EQ(decode_kernel_name(a64, plan_decode(a64)) == "sm90a", sm90_expected());
+  // 16 and 64 heads: the sm_90a kernels for 16-byte aligned q rows and out; padded q heads or
+  // an out shifted by 4 bytes run the portable kernels.
+  for (const DecodeCase& ca : {c, c2}) {
+    DecodeProblem pa = make_problem(ca, fresh_seed());
+    pa.upload();
+    const SparseDecodeArgs aa = pa.args(true);
+    EXPECT_EQ(decode_kernel_name(aa, plan_decode(aa)) == "sm90a", sm90_expected()) << ca.h_q << " heads";
     for (const auto& [pad, shift] : {std::pair{4, 0}, std::pair{0, 2}}) {
-      DecodeCase cu = c2;
+      DecodeCase cu = ca;
       cu.q_head_pad = pad;
       cu.out_shift = shift;
       DecodeProblem pu = make_problem(cu, fresh_seed());
       pu.upload();
       const SparseDecodeArgs au = pu.args(true);
       const std::string ku = decode_kernel_name(au, plan_decode(au));
-      EXPECT_TRUE(ku == "portable" || ku == "portable-compact") << ku << " q_pad=" << pad << " out_shift=" << shift;
+      EXPECT_TRUE(ku == "portable" || ku == "portable-compact")
+          << ku << " h_q=" << ca.h_q << " q_pad=" << pad << " out_shift=" << shift;
     }
   }
   try {

@@ -36,15 +36,14 @@ int smem_for_heads(int h_q) {
   }
 }
 
-/// NOTE: the 64-head kernel (h_q 64 and 128) takes 16-byte aligned q rows and out only: its Q
-/// load and epilogue have no fallback paths, because code size costs speed here (PERF.md: the
-/// fallbacks alone, never executed, made the 128-head presets 2-4% slower through instruction
-/// fetch). Other alignments run the portable kernels, as unaligned caches do.
+/// NOTE: the sm_90a kernels take 16-byte aligned q rows and out only: their Q loads and
+/// epilogues have no fallback paths, because code size costs speed here (PERF.md: the 64-head
+/// kernel's fallbacks alone, never executed, made the 128-head presets 2-4% slower through
+/// instruction fetch). Other alignments run the portable kernels, as unaligned caches do.
 template <class Format>
 bool supports(const DecodeParams& p, int device) {
   const int smem = smem_for_heads<Format>(p.h_q);
-  const bool aligned_io = p.h_q < 64 || (p.q_aligned16 && p.out_aligned16);
-  return smem > 0 && p.cache_aligned16 && aligned_io && device_is_sm90(device) &&
+  return smem > 0 && p.cache_aligned16 && p.q_aligned16 && p.out_aligned16 && device_is_sm90(device) &&
          device_smem_optin(device, "sparse_decode") >= smem;
 }
 

@@ -16,7 +16,8 @@ namespace model1::cuda::sm90 {
 
 /// True when an sm_90a decode kernel serves this call on `device`: an sm_90 GPU (H100/H200),
 /// 8, 16 or 32 heads (the small-head kernel: keys on wgmma M) or 64 or 128 (the 64-head kernel,
-/// one CTA per 64 heads), 16-byte aligned cache rows, and enough shared memory per block.
+/// one CTA per 64 heads), 16-byte aligned cache rows, q rows and out, and enough shared memory
+/// per block.
 /// `Format`: portable::FormatModel1Fp8 or portable::FormatV32Fp8.
 template <class Format>
 bool supports(const DecodeParams& p, int device);

@@ -34,29 +34,21 @@ __device__ __forceinline__ void wgmma_small(float (&d)[kN / 2], uint64_t desc_a,
 }
 
 /// The kHeads Q rows of one token (`q_rows`: its first head, `stride_h` elements between
-/// heads) -> the swizzled [kHeads][128 bytes] Q blocks; all loads issued before any store.
+/// heads, rows 16-byte aligned: `supports` routes other q views to the portable kernels) -> the
+/// swizzled [kHeads][128 bytes] Q blocks; all loads issued before any store.
 template <class T>
-__device__ __forceinline__ void load_q_small(const Smem<T>& sm, const uint16_t* q_rows, int64_t stride_h,
-                                             bool aligned16) {
+__device__ __forceinline__ void load_q_small(const Smem<T>& sm, const uint16_t* q_rows, int64_t stride_h) {
   constexpr int kChunksPerRow = T::kDQk / 8;  // 16-byte chunks
   constexpr int kItems = T::kHeads * kChunksPerRow;
   constexpr int kPerThread = (kItems + T::kConsumerThreads - 1) / T::kConsumerThreads;
   uint4 v[kPerThread];
-  // NOTE: the alignment test outside the unrolled loop (see load_q_rows).
-  auto load = [&](auto aligned) {
 #pragma unroll
-    for (int u = 0; u < kPerThread; ++u) {
-      const int item = threadIdx.x + u * T::kConsumerThreads;
-      if (kItems % T::kConsumerThreads == 0 || item < kItems) {
-        const int r = item / kChunksPerRow, c = item % kChunksPerRow;
-        v[u] = load_bf16x8(q_rows + r * stride_h + c * 8, decltype(aligned)::value);
-      }
+  for (int u = 0; u < kPerThread; ++u) {
+    const int item = threadIdx.x + u * T::kConsumerThreads;
+    if (kItems % T::kConsumerThreads == 0 || item < kItems) {
+      const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+      v[u] = load_bf16x8(q_rows + r * stride_h + c * 8, true);
     }
-  };
-  if (aligned16) {
-    load(std::true_type{});
-  } else {
-    load(std::false_type{});
   }
 #pragma unroll
   for (int u = 0; u < kPerThread; ++u) {
@@ -97,7 +89,7 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
 
   {
     const CtaCoord cc = cta_coord(p);
-    load_q_small<T>(sm, p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s, p.q_stride_h, p.q_aligned16);
+    load_q_small<T>(sm, p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s, p.q_stride_h);
   }
   ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierQ, T::kConsumerThreads);
@@ -307,18 +299,8 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
         v = make_uint4(pack_bf16x2(a.x * factor, a.y * factor), pack_bf16x2(a.z * factor, a.w * factor),
                        pack_bf16x2(b.x * factor, b.y * factor), pack_bf16x2(b.z * factor, b.w * factor));
       }
-      uint16_t* dst = p.out + row * T::kDV + d;
-      if (p.out_aligned8) {
-        reinterpret_cast<uint2*>(dst)[0] = make_uint2(v.x, v.y);
-        reinterpret_cast<uint2*>(dst)[1] = make_uint2(v.z, v.w);
-      } else {
-        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          dst[2 * k] = static_cast<uint16_t>(w[k] & 0xffffu);
-          dst[2 * k + 1] = static_cast<uint16_t>(w[k] >> 16);
-        }
-      }
+      // out 16-byte aligned (`supports`), d a multiple of 8: one 16-byte streaming store
+      ptx::st_global_cs_16(p.out + row * T::kDV + d, v);
     } else {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (row * p.max_splits + cc.split) * T::kDV + d);
       const float f = factor;
