@@ -24,16 +24,18 @@ struct DecodeRowScale {
 /// exp2(logit - m).
 /// NOTE: l_total is exactly 0 only when no valid key was seen (the running max key adds
 /// exp2(0) = 1); a NaN logit of a valid key makes it NaN and propagates, as in the CPU backend.
-/// `sink`: attn_sink[h] (read only when `direct` and `has_sink`), for callers that load it
-/// ahead of the epilogue.
-__device__ __forceinline__ DecodeRowScale decode_row_scale_with_sink(bool direct, float m, float l_total,
-                                                                     bool has_sink, float sink) {
+/// `sink()`: attn_sink[h], called only when `direct` and `has_sink` (the sm_90a kernel passes
+/// a copy it loaded ahead of the epilogue). NOTE: reading the sink inside the direct branch
+/// only matters: reading it up front made the portable V3.2 kernel spill.
+template <class Sink>
+__device__ __forceinline__ DecodeRowScale decode_row_scale_with(bool direct, float m, float l_total, bool has_sink,
+                                                                Sink&& sink) {
   DecodeRowScale rs;
   rs.empty = l_total == 0.0f;
   const float lse2 = m + log2f(l_total);
   if (direct) {
     rs.lse = lse2 * kLn2;
-    rs.factor = softmax_out_factor(l_total, rs.lse, has_sink, sink);
+    rs.factor = softmax_out_factor(l_total, rs.lse, has_sink, has_sink ? sink() : 0.0f);
   } else {
     rs.lse = lse2;
     rs.factor = 1.0f / l_total;
@@ -43,20 +45,7 @@ __device__ __forceinline__ DecodeRowScale decode_row_scale_with_sink(bool direct
 
 __device__ __forceinline__ DecodeRowScale decode_row_scale(const DecodeParams& p, int h, bool direct, float m,
                                                            float l_total) {
-  // NOTE: the sink is read inside the direct branch only (a delegation to
-  // decode_row_scale_with_sink reading it up front made the portable V3.2 kernel spill).
-  DecodeRowScale rs;
-  rs.empty = l_total == 0.0f;
-  const float lse2 = m + log2f(l_total);
-  if (direct) {
-    rs.lse = lse2 * kLn2;
-    const bool has_sink = p.attn_sink != nullptr;
-    rs.factor = softmax_out_factor(l_total, rs.lse, has_sink, has_sink ? p.attn_sink[h] : 0.0f);
-  } else {
-    rs.lse = lse2;
-    rs.factor = 1.0f / l_total;
-  }
-  return rs;
+  return decode_row_scale_with(direct, m, l_total, p.attn_sink != nullptr, [&] { return p.attn_sink[h]; });
 }
 
 /// The row's lse (`direct`) or the split's partial lse, by one thread per row.

@@ -713,7 +713,6 @@ template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(16) uint8_t smem[];
   DecodeCta<T> cta(smem);
-  ptx::griddep_launch_dependents();  // the combine kernel may be scheduled (it waits for this grid)
 
   int64_t bid = blockIdx.x;
   const int g = static_cast<int>(bid % p.num_head_groups);

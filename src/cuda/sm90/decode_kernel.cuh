@@ -975,7 +975,7 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
       const int row_in_cta = r0 + 8 * r;
       const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + g * T::kRows + row_in_cta;
       const DecodeRowScale rs =
-          decode_row_scale_with_sink(true, m[r], l[r], has_sink, has_sink ? sm.sinks()[row_in_cta] : 0.0f);
+          decode_row_scale_with(true, m[r], l[r], has_sink, [&] { return sm.sinks()[row_in_cta]; });
       // NOTE: select, never multiply: an empty row's factor is inf or NaN.
       store_row_bf16_quads<kBlocks>(p.out + row * T::kDV + dim_base, [&](int nb) {
         return rs.empty ? 0u : pack_bf16x2(o[4 * nb + 2 * r] * rs.factor, o[4 * nb + 2 * r + 1] * rs.factor);
