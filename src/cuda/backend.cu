@@ -301,8 +301,6 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
     portable::launch_sparse_decode<Format>(p, s, st->device, st->config);
   });
   if (p.max_splits > 1) {
-    const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
-    const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
 #if MODEL1_WITH_SM90A
     // NOTE: on sm_90 a programmatic dependent launch: the combine's CTAs are scheduled while the
     // split kernel's last CTAs run and wait for its completion, which hides the second launch's
@@ -312,7 +310,7 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
       return;
     }
 #endif
-    combine_kernel<false><<<static_cast<unsigned>(blocks), CombineTraits::kThreads, 0, s>>>(p);
+    combine_kernel<false><<<CombineTraits::blocks(p), CombineTraits::kThreads, 0, s>>>(p);
     MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel");
   }
 }

@@ -17,6 +17,11 @@ struct CombineTraits {
   static constexpr int kDV = 512;
   static constexpr int kVecPerLane = kDV / (32 * 4);   // float4 loads per lane per split
   static_assert(kDV % (32 * 4) == 0, "whole float4 per lane");
+  /// The combine grid of a call: one warp per (request, token, head) row.
+  static unsigned blocks(const DecodeParams& p) {
+    const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
+    return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  }
 };
 
 /// kAfterPrimary: launched as a programmatic dependent of the split kernel (sm_90, the sm_90a

@@ -12,10 +12,8 @@
 namespace model1::cuda::sm90 {
 
 void launch_combine_after_split(const DecodeParams& p, cudaStream_t stream) {
-  const int64_t rows = static_cast<int64_t>(p.b) * p.s_q * p.h_q;
-  const int64_t blocks = (rows + CombineTraits::kRowsPerBlock - 1) / CombineTraits::kRowsPerBlock;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.gridDim = dim3(CombineTraits::blocks(p));
   cfg.blockDim = dim3(CombineTraits::kThreads);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
