@@ -72,6 +72,14 @@ __device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2(uint32_t codes) {
   return r;
 }
 
+/// The same for the two codes in the upper half of `codes` (bytes 2 and 3), taken by a register
+/// split instead of a shift.
+__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2_hi(uint32_t codes) {
+  uint32_t r;
+  asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %1;\ncvt.rn.f16x2.e4m3x2 %0, hi;\n}\n" : "=r"(r) : "r"(codes));
+  return r;
+}
+
 /// a * b per bf16 lane, rounded to nearest even once (sm_90; subnormals kept).
 __device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   uint32_t r;

@@ -241,7 +241,7 @@ __device__ __forceinline__ void dequant16_with(const uint4& w, Pack&& pack, uint
   for (int i = 0; i < 4; ++i) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const uint32_t h2 = ptx::cvt_e4m3x2_f16x2(words[i] >> (16 * half));
+      const uint32_t h2 = half == 0 ? ptx::cvt_e4m3x2_f16x2(words[i]) : ptx::cvt_e4m3x2_f16x2_hi(words[i]);
       out[2 * i + half] = pack(__half22float2(*reinterpret_cast<const __half2*>(&h2)));
     }
   }
