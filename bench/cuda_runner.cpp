@@ -222,10 +222,13 @@ Timing time_decode(const DecodeWorkload& workload, const TimingOptions& options)
   DeviceTensors tensors(options.device);
   const SparseDecodeArgs args = mirror_decode(workload.args(), tensors);
   const Stream stream;
-  const DecodePlan plan = plan_decode(args, stream.get());  // not timed
+  DecodeOptions plan_options;
+  plan_options.split_keys = options.split_keys;
+  const DecodePlan plan = plan_decode(args, plan_options, stream.get());  // not timed
   stream.sync();
   Timing t = time_launches(options, stream, [&] { sparse_decode(args, plan, stream.get()); });
   t.kernel = decode_kernel_name(args, plan);
+  t.split_keys = plan.split_keys();
   return t;
 }
 

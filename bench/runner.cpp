@@ -93,9 +93,13 @@ Timing time_decode(DecodeWorkload& workload, Backend backend, const TimingOption
 #endif
   }
   const SparseDecodeArgs& args = workload.args();
-  const DecodePlan plan = plan_decode(args);  // NOTE: built once, not timed (as on CUDA)
+  DecodeOptions plan_options;
+  plan_options.split_keys = options.split_keys;
+  // NOTE: built once, not timed (as on CUDA); validates split_keys like the CUDA plan
+  const DecodePlan plan = plan_decode(args, plan_options);
   Timing t = time_cpu(options, [&] { sparse_decode(args, plan); });
   t.kernel = "cpu";
+  t.split_keys = plan.split_keys();
   return t;
 }
 

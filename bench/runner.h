@@ -28,6 +28,7 @@ struct TimingOptions {
   int warmup = 1;        ///< untimed runs first
   int device = 0;        ///< CUDA device ordinal
   bool flush_l2 = true;  ///< CUDA: overwrite a >= 2x L2 buffer before every timed run
+  int split_keys = 0;    ///< decode: the plan's DecodeOptions::split_keys (0 = default)
 };
 
 struct Timing {
@@ -36,6 +37,7 @@ struct Timing {
   double min_us = 0.0;
   double max_us = 0.0;
   std::string kernel;  ///< kernel family timed ("cpu", "portable", "sm90a", ...; decode_kernel_name)
+  int split_keys = 0;  ///< decode: the timed plan's keys per split (DecodePlan::split_keys)
 };
 /// Median (mean of the middle two for even counts), min and max of `samples_us`.
 Timing summarize(std::vector<double> samples_us);

@@ -47,6 +47,7 @@ struct DecodePlan::Impl {
   bool has_extra = false;
   bool has_topk_length = false;
   bool has_extra_topk_length = false;
+  int split_keys = 0;  // resolved DecodeOptions::split_keys (not part of the shape signature)
   std::unique_ptr<detail::BackendPlanState> backend;  // null on the CPU
 };
 
@@ -66,8 +67,9 @@ void quantize_cache(const TensorView& src, const KvCacheView& dst, void* stream)
 void store_tokens(const TensorView& tokens, const TensorView& slots, const KvCacheView& dst,
                   void* stream);
 void dequantize_cache(const KvCacheView& src, const TensorView& dst, void* stream);
+/// `split_chunks`: target chunks of 64 keys per split (validated by src/api, 1..256).
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& args,
-                                                      void* stream);
+                                                      int split_chunks, void* stream);
 void sparse_decode(const SparseDecodeArgs& args, float sm_scale,
                    detail::BackendPlanState& plan, void* stream);
 /// The kernel family sparse_decode would launch (decode_kernel_name in decode.h).

@@ -30,6 +30,21 @@ struct SparseDecodeArgs {
   TensorView lse;  ///< f32  [b, s_q, h_q]; natural log, excludes the sink; +inf if no key
 };
 
+/// Tuning of a decode plan. Every field is a constant of the plan: a request's output is
+/// bit-identical across batches (batch invariance) among calls made with equal options.
+struct DecodeOptions {
+  /// CUDA: target keys per split-KV split, a multiple of 64 in [64, 16384]; 0 = the library
+  /// default (kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS * 64 when that is set). A request
+  /// of n keys runs as ceil(n / split_keys) splits (at most 16), each on its own CTA, merged
+  /// by a combine kernel. Smaller values spread a request over more SMs (lower latency when
+  /// the batch is small); larger ones avoid the merge once the batch fills the GPU (higher
+  /// throughput). The CPU backend validates it and has no splits.
+  int split_keys = 0;
+};
+
+/// The library's default DecodeOptions::split_keys (docs/PERF.md, "split size").
+inline constexpr int kDefaultSplitKeys = 4096;
+
 /// The split-KV schedule and workspace for one batch shape. Built by plan_decode(); reusable by
 /// every call (every layer) with the same shapes, devices and length tensors (values may
 /// change between calls on CUDA: the schedule is recomputed on the device). Move-only.
@@ -43,6 +58,8 @@ class DecodePlan {
   DecodePlan& operator=(const DecodePlan&) = delete;
 
   bool valid() const { return impl_ != nullptr; }
+  /// The plan's keys per split (DecodeOptions::split_keys with 0 resolved); 0 when invalid.
+  int split_keys() const;
 
   struct Impl;  // defined in src/api
   Impl* impl() const { return impl_.get(); }
@@ -57,6 +74,9 @@ class DecodePlan {
 /// derived on the device, inside the decode kernels, from each request's own lengths, so it
 /// never synchronises the host. `stream` is a cudaStream_t (nullptr = default).
 DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream = nullptr);
+/// As above, with tuning `options` (validated: Error names "options.split_keys").
+DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& options,
+                       void* stream = nullptr);
 
 /// Runs sparse decode with a plan made for the same shapes. Allocates nothing and
 /// synchronises nothing on CUDA (safe inside CUDA-graph capture).

@@ -112,6 +112,7 @@ NB_MODULE(_C, m) {
   });
 
   // ---- build information -------------------------------------------------------------------
+  m.attr("DEFAULT_SPLIT_KEYS") = model1::kDefaultSplitKeys;
   m.def("version", [] { return std::string(version_string()); },
         "The library version, e.g. \"0.1.0\".");
   m.def("cuda_compiled", &cuda_compiled, "True when the library was built with the CUDA backend.");
@@ -231,8 +232,12 @@ NB_MODULE(_C, m) {
                          "shape (made by plan_decode). Reusable by every call, e.g. every layer, "
                          "with the same shapes, device and presence of the optional tensors.")
       .def_prop_ro("valid", &DecodePlan::valid, "True for a plan made by plan_decode.")
+      .def_prop_ro("split_keys", &DecodePlan::split_keys,
+                   "Target keys per split-KV split of this plan (the split_keys option, 0 "
+                   "resolved to the default); 0 for an invalid plan.")
       .def("__repr__", [](const DecodePlan& p) {
-        return std::string("model1.DecodePlan(valid=") + (p.valid() ? "True" : "False") + ")";
+        return std::string("model1.DecodePlan(valid=") + (p.valid() ? "True" : "False") +
+               ", split_keys=" + std::to_string(p.split_keys()) + ")";
       });
 
   const std::string decode_doc =
@@ -257,14 +262,16 @@ NB_MODULE(_C, m) {
          nb::handle extra_kv_format, int64_t extra_kv_page_size, nb::handle extra_indices,
          nb::handle extra_topk_length, nb::handle attn_sink, std::optional<double> sm_scale,
          nb::handle out, nb::handle lse, StreamHandle stream,
-         bool sync_producers) {
+         bool sync_producers, int split_keys) {
         TensorImporter imp(stream, sync_producers);
         const SparseDecodeArgs args =
             decode_args(imp, q, kv, kv_format, kv_page_size, indices, topk_length, extra_kv,
                         extra_kv_format, extra_kv_page_size, extra_indices, extra_topk_length,
                         attn_sink, sm_scale, out, lse);
+        model1::DecodeOptions options;
+        options.split_keys = split_keys;
         nb::gil_scoped_release release;
-        return model1::plan_decode(args, imp.stream());
+        return model1::plan_decode(args, options, imp.stream());
       },
       "q"_a.none(), "kv"_a.none(), "kv_format"_a.none() = nb::none(), "kv_page_size"_a = 0,
       "indices"_a.none(),
@@ -273,10 +280,14 @@ NB_MODULE(_C, m) {
       "extra_indices"_a.none() = nb::none(), "extra_topk_length"_a.none() = nb::none(),
       "attn_sink"_a.none() = nb::none(), "sm_scale"_a.none() = nb::none(), "out"_a.none(),
       "lse"_a.none(),
-      "stream"_a = 0, "sync_producers"_a = true,
+      "stream"_a = 0, "sync_producers"_a = true, "split_keys"_a = 0,
       ("Validates the arguments of a sparse decode (nothing is written) and builds its "
        "DecodePlan.\n\n" +
-       decode_doc + kStreamDoc)
+       decode_doc +
+       "split_keys: CUDA target keys per split-KV split, a multiple of 64 in [64, 16384]; 0 = "
+       "the default (smaller: lower latency at small batch; larger: throughput at large "
+       "batch).\n" +
+       kStreamDoc)
           .c_str());
 
   m.def(

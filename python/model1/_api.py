@@ -251,14 +251,24 @@ def _decode_call(fn, q, kv, indices, topk_length, extra_kv, extra_indices, extra
 def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv: Any = None,
                 extra_indices: Any = None, extra_topk_length: Any = None,
                 attn_sink: Any = None, sm_scale: Optional[float] = None, *, out: Any = None,
-                lse: Any = None, stream: Any = None) -> "DecodePlan":
+                lse: Any = None, stream: Any = None, split_keys: int = 0) -> "DecodePlan":
     """Validates a sparse-decode call and builds its :class:`DecodePlan` (split-KV schedule and
     workspace). Arguments as in :func:`sparse_decode`; nothing is written. Reuse the plan for
     every call (e.g. every layer) with the same shapes, device and optional tensors present;
-    on CUDA the length values may change between calls."""
+    on CUDA the length values may change between calls.
+
+    ``split_keys``: on CUDA, the target keys per split-KV split (a multiple of 64 in
+    ``[64, 16384]``; 0 = the library default, ``model1.DEFAULT_SPLIT_KEYS``). A request of n keys
+    runs as ``ceil(n / split_keys)`` splits (at most 16) on separate SMs, merged afterwards:
+    small values lower the latency of small batches, large ones raise the throughput of batches
+    that fill the GPU. It is a constant of the plan, so batch invariance holds among calls with
+    equal plans' options. The CPU backend validates it and has no splits."""
+    if isinstance(split_keys, bool) or not isinstance(split_keys, int):
+        raise Error.of("split_keys", "an int (0 or a multiple of 64 in [64, 16384])",
+                       repr(split_keys))
     plan, _, _ = _decode_call(_C.plan_decode, q, kv, indices, topk_length, extra_kv,
                               extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
-                              stream)
+                              stream, split_keys=split_keys)
     return plan
 
 

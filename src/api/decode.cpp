@@ -1,6 +1,7 @@
 // model1 src/api: validation, planning and dispatch of sparse decode (include/model1/decode.h).
 #include "model1/decode.h"
 
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -26,6 +27,7 @@ DecodePlan::~DecodePlan() = default;
 DecodePlan::DecodePlan(DecodePlan&&) noexcept = default;
 DecodePlan& DecodePlan::operator=(DecodePlan&&) noexcept = default;
 DecodePlan::DecodePlan(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+int DecodePlan::split_keys() const { return impl_ == nullptr ? 0 : impl_->split_keys; }
 
 namespace {
 
@@ -182,19 +184,54 @@ bool same_sig(const DecodePlan::Impl& x, const DecodePlan::Impl& y) {
          x.has_extra_topk_length == y.has_extra_topk_length;
 }
 
+constexpr int kSplitKeyStep = 64;         // one kernel chunk
+constexpr int kMaxSplitKeys = 256 * 64;  // 16384
+
+/// The default keys per split: kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS (1..256) chunks
+/// of 64 keys for tuning. NOTE: read once per process and never derived from the batch, so
+/// every plan of a run shares it and batch invariance holds.
+int default_split_keys() {
+  static const int value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_SPLIT_CHUNKS");
+    if (env == nullptr || *env == '\0') return kDefaultSplitKeys;
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    MODEL1_CHECK(*end == '\0' && v >= 1 && v <= kMaxSplitKeys / kSplitKeyStep,
+                 "MODEL1_CUDA_SPLIT_CHUNKS", "an integer in [1, 256]", std::string("'") + env + "'");
+    return static_cast<int>(v) * kSplitKeyStep;
+  }();
+  return value;
+}
+
+/// options.split_keys validated, 0 resolved to the default (read only for CUDA plans).
+int resolve_split_keys(const DecodeOptions& options, Device device) {
+  const int v = options.split_keys;
+  MODEL1_CHECK(v == 0 || (v >= kSplitKeyStep && v <= kMaxSplitKeys && v % kSplitKeyStep == 0),
+               "options.split_keys", "0 (default) or a multiple of 64 in [64, 16384]",
+               std::to_string(v));
+  if (v != 0) return v;
+  return device == Device::kCUDA ? default_split_keys() : kDefaultSplitKeys;
+}
+
 }  // namespace
 
-DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream) {
+DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream) {
   DecodeShape shape = validate_decode(args);
+  const int split_keys = resolve_split_keys(options, shape.sig.device);
   auto impl = std::make_unique<DecodePlan::Impl>(std::move(shape.sig));
+  impl->split_keys = split_keys;
   if (impl->device == Device::kCUDA) {
 #ifdef MODEL1_WITH_CUDA
-    impl->backend = cuda::plan_decode(args, stream);
+    impl->backend = cuda::plan_decode(args, split_keys / kSplitKeyStep, stream);
 #endif
   }
   (void)stream;
   // NOTE: the CPU backend needs no schedule: impl->backend stays null.
   return DecodePlan(std::move(impl));
+}
+
+DecodePlan plan_decode(const SparseDecodeArgs& args, void* stream) {
+  return plan_decode(args, DecodeOptions{}, stream);
 }
 
 /// Validates `args` and that `plan` was made for their shapes; returns the resolved shape.

@@ -38,7 +38,7 @@ namespace {
 struct CudaPlanState final : detail::BackendPlanState {
   int device = 0;
   int max_splits = 1;
-  int split_chunks = kSplitChunks;
+  int split_chunks = 1;  // from the plan's options
   portable::DecodeConfig config = portable::DecodeConfig::kAuto;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
@@ -121,21 +121,6 @@ DecodeParams make_params(const SparseDecodeArgs& a, float sm_scale, const CudaPl
   p.max_splits = st.max_splits;
   p.split_chunks = st.split_chunks;
   return p;
-}
-
-/// Target chunks (of 64 keys) per split: kSplitChunks, or MODEL1_CUDA_SPLIT_CHUNKS (1..256)
-/// for tuning. NOTE: read once per process, so every plan of a run shares it and batch
-/// invariance holds (it never depends on the batch).
-int split_chunks_setting() {
-  static const int value = [] {
-    const char* env = std::getenv("MODEL1_CUDA_SPLIT_CHUNKS");
-    if (env == nullptr || *env == '\0') return kSplitChunks;
-    const int v = std::atoi(env);
-    MODEL1_CHECK(v >= 1 && v <= 256, "MODEL1_CUDA_SPLIT_CHUNKS", "an integer in [1, 256]",
-                 std::string("'") + env + "'");
-    return v;
-  }();
-  return value;
 }
 
 /// Decode kernel configuration: MODEL1_CUDA_DECODE_CONFIG unset, empty or "default" = automatic
@@ -245,7 +230,8 @@ std::string decode_kernel_name(const SparseDecodeArgs& a, float sm_scale, const 
   }
 }
 
-std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, void* stream) {
+std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, int split_chunks,
+                                                      void* stream) {
   (void)stream;  // NOTE: nothing to enqueue: the schedule is evaluated by the kernels.
   const int device = a.q.device_id;
   DeviceGuard guard(device, "plan_decode");
@@ -256,7 +242,9 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
                std::to_string(topk) + " + " + std::to_string(extra_topk));
   auto st = std::make_unique<CudaPlanState>();
   st->device = device;
-  st->split_chunks = split_chunks_setting();
+  MODEL1_CHECK(split_chunks >= 1 && split_chunks <= 256, "options.split_keys",
+               "64 to 16384 keys", std::to_string(split_chunks) + " chunks of 64");
+  st->split_chunks = split_chunks;
   st->config = decode_config_setting();
   // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
   // where no sm_90a kernel was compiled.

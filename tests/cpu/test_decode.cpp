@@ -395,6 +395,37 @@ TEST(Plan, ReusedWithNewValuesOfTheSameShapes) {
   }
 }
 
+TEST(Plan, SplitKeysOptionIsValidatedAndReported) {
+  DecodeProblem p(plan_case(143));
+  DecodePlan plan;
+  ASSERT_NO_THROW(plan = plan_decode(p.args()));
+  EXPECT_EQ(plan.split_keys(), kDefaultSplitKeys);  // the CPU backend ignores the variable
+  EXPECT_EQ(DecodePlan().split_keys(), 0);
+  DecodeOptions options;
+  options.split_keys = 192;
+  ASSERT_NO_THROW(plan = plan_decode(p.args(), options));
+  EXPECT_EQ(plan.split_keys(), 192);
+  // The CPU backend has no splits: any legal split size gives the same bits.
+  p.poison_outputs();
+  ASSERT_NO_THROW(sparse_decode(p.args(), plan));
+  const auto out1 = p.out();
+  p.poison_outputs();
+  ASSERT_NO_THROW(sparse_decode(p.args()));
+  EXPECT_TRUE(same_bits(out1.data(), p.out().data(), out1.size() * 2));
+  for (int bad : {-1, 1, 65, 16448, 1 << 30}) {
+    SCOPED_TRACE("split_keys=" + std::to_string(bad));
+    options.split_keys = bad;
+    try {
+      (void)plan_decode(p.args(), options);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "options.split_keys");
+      EXPECT_EQ(e.actual(), std::to_string(bad));
+      EXPECT_NE(std::string(e.what()).find("multiple of 64"), std::string::npos) << e.what();
+    }
+  }
+}
+
 void expect_plan_error(DecodeProblem& p, const DecodePlan& plan, const std::string& what) {
   SCOPED_TRACE(what);
   p.poison_outputs();

@@ -173,6 +173,7 @@ struct DecodeCase {
   int q_head_pad = 0;             ///< extra elements per q head row (non-16-byte strides)
   int out_shift = 0;              ///< device out starts this many bf16 past its allocation (1: 2-byte, 2: 4-byte aligned)
   float sm_scale = NAN;
+  int split_keys = 0;  ///< DecodeOptions::split_keys of the GPU plans (0 = the default)
 
   std::string describe() const {
     std::ostringstream o;
@@ -186,7 +187,8 @@ struct DecodeCase {
     o << " topk_length=" << topk_length << " extra_topk_length=" << extra_topk_length
       << " sink=" << static_cast<int>(sink) << " invalid=" << invalid_fraction
       << " dup=" << duplicate_fraction << " all_invalid=" << all_invalid_rows
-      << " nan=" << plant_nan << " q_pad=" << q_head_pad << " out_shift=" << out_shift;
+      << " nan=" << plant_nan << " q_pad=" << q_head_pad << " out_shift=" << out_shift
+      << " split_keys=" << split_keys;
     return o.str();
   }
 };
@@ -477,11 +479,13 @@ inline DecodeResult download(const DecodeProblem& p) {
   return {std::move(out), p.d_lse.download<float>()};
 }
 
-/// Poison, plan, run on `stream`, download.
+/// Poison, plan (with the case's split_keys), run on `stream`, download.
 inline DecodeResult run_gpu(DecodeProblem& p, cudaStream_t stream = nullptr) {
   poison(p);
   const SparseDecodeArgs a = p.args(true);
-  const DecodePlan plan = plan_decode(a, stream);
+  DecodeOptions options;
+  options.split_keys = p.cfg.split_keys;
+  const DecodePlan plan = plan_decode(a, options, stream);
   sparse_decode(a, plan, stream);
   return download(p);
 }

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -76,14 +77,18 @@ std::vector<DecodeCase> hostile_cases() {
       c.main.extra_stride = c.format == KvFormat::kBf16 ? 3 : 5;
     }
     if (n % 7 == 3) c.sm_scale = 0.02f + 0.01f * static_cast<float>(n % 5);
+    // the plan's split size: the default and small ones (many splits, the combine kernel)
+    constexpr int kSplitKeys[] = {0, 64, 128, 320, 640};
+    c.split_keys = kSplitKeys[(n * 3 + 1) % 5];
     // Shrink to the CPU budget: batch first, then s_q, then lists.
     while (cpu_cost(c) > kCpuBudget && c.b > 1) c.b = c.b == 321 ? 74 : c.b == 74 ? 4 : 1;
     while (cpu_cost(c) > kCpuBudget && c.s_q > 1) --c.s_q;
     while (cpu_cost(c) > kCpuBudget && c.topk > 64) c.topk /= 2;
     cases.push_back(c);
   }
-  // Split-KV cases (more than 1024 candidates: several splits, combine kernel), with lengths
-  // that mix single-split and multi-split requests inside one batch.
+  // Split-KV cases (more than 1024 candidates and 512 or 640 keys per split: several splits,
+  // the combine kernel), with lengths that mix single-split and multi-split requests inside one
+  // batch.
   {
     DecodeCase c;
     c.format = KvFormat::kModel1Fp8;
@@ -92,6 +97,7 @@ std::vector<DecodeCase> hostile_cases() {
     c.has_extra = true; c.extra_topk = 700; c.extra = cache_spec(2, rng);
     c.extra_topk_length = true; c.topk_length = true;
     c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1; c.duplicate_fraction = 0.05;
+    c.split_keys = 512;
     cases.push_back(c);
   }
   {
@@ -100,6 +106,7 @@ std::vector<DecodeCase> hostile_cases() {
     c.h_q = 128; c.b = 3; c.s_q = 1; c.topk = 1500;
     c.main = cache_spec(61, rng);
     c.sink = SinkMode::kFinite; c.all_invalid_rows = 0.2; c.invalid_fraction = 0.1;
+    c.split_keys = 640;
     cases.push_back(c);
   }
   {
@@ -109,6 +116,7 @@ std::vector<DecodeCase> hostile_cases() {
     c.main = cache_spec(69, rng);
     c.has_extra = true; c.extra_topk = 1100; c.extra = cache_spec(576, rng);
     c.extra_topk_length = true; c.sink = SinkMode::kPlusInf; c.invalid_fraction = 0.4;
+    c.split_keys = 512;
     cases.push_back(c);
   }
   {
@@ -119,6 +127,7 @@ std::vector<DecodeCase> hostile_cases() {
     c.has_extra = true; c.extra_topk = 1200; c.extra = cache_spec(256, rng);
     c.topk_length = true; c.extra_topk_length = true;
     c.sink = SinkMode::kMinusInf; c.duplicate_fraction = 0.2;
+    c.split_keys = 640;
     cases.push_back(c);
   }
   {
@@ -127,6 +136,7 @@ std::vector<DecodeCase> hostile_cases() {
     c.h_q = 32; c.b = 1; c.s_q = 2; c.topk = 9000;
     c.main = CacheSpec{256, 48, 0, 0};
     c.topk_length = false; c.sink = SinkMode::kMixed;
+    c.split_keys = 256;
     cases.push_back(c);
   }
   return cases;
@@ -220,6 +230,8 @@ std::vector<DecodeCase> hopper_cases() {
     // out not 16-byte aligned: the epilogue's direct stores instead of the staged ones
     c.out_shift = n % 8 == 1 ? 2 : (n % 8 == 6 ? 1 : 0);
     if (n % 5 == 2) c.sm_scale = 0.03f;
+    constexpr int kHopperSplitKeys[] = {0, 128, 640, 64};
+    c.split_keys = kHopperSplitKeys[(n / 2) % 4];
     while (cpu_cost(c) > 2 * kCpuBudget && c.b > 1) c.b = c.b > 4 ? 4 : 1;
     while (cpu_cost(c) > 2 * kCpuBudget && c.topk > 64) c.topk /= 2;
     cases.push_back(c);
@@ -353,9 +365,13 @@ DecodeCase invariance_case(int h_q) {
 
 TEST(CudaDecode, BatchInvariance) {
   MODEL1_REQUIRE_GPU();
-  for (int h_q : {16, 64}) {
+  // (heads, split_keys): the default split size and a small one (every request split)
+  for (const auto& [h_q, split_keys] : {std::pair{16, 0}, std::pair{64, 0}, std::pair{64, 192}}) {
     const uint64_t seed = fresh_seed();
-    const DecodeCase cfg = invariance_case(h_q);
+    DecodeCase cfg = invariance_case(h_q);
+    cfg.split_keys = split_keys;
+    DecodeOptions options;
+    options.split_keys = split_keys;
     SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
     DecodeProblem p = make_problem(cfg, seed);
     p.upload();
@@ -364,12 +380,12 @@ TEST(CudaDecode, BatchInvariance) {
     // Inside b = 74 (the first 74 requests) and alone.
     DeviceBuffer out, lse;
     const SparseDecodeArgs a74 = sub_batch(p, 0, 74, out, lse);
-    sparse_decode(a74);
+    sparse_decode(a74, plan_decode(a74, options));
     const DecodeResult got74{out.download<uint16_t>(), lse.download<float>()};
     EXPECT_TRUE(bitwise_equal(got74, rows_of(full, cfg, 0, 74))) << "b=74 rows differ from b=321";
     for (int r : {0, 7, 73, 150, 320}) {
       const SparseDecodeArgs a1 = sub_batch(p, r, 1, out, lse);
-      sparse_decode(a1);
+      sparse_decode(a1, plan_decode(a1, options));
       const DecodeResult alone{out.download<uint16_t>(), lse.download<float>()};
       EXPECT_TRUE(bitwise_equal(alone, rows_of(full, cfg, r, 1))) << "request " << r << " alone differs";
     }
@@ -399,6 +415,52 @@ TEST(CudaDecode, BatchInvariance) {
       if (!bitwise_equal(rows_of(permuted, cfg, k, 1), rows_of(full, cfg, perm[k], 1))) ++mismatches;
     }
     EXPECT_EQ(mismatches, 0) << "requests whose output changed under a batch permutation";
+  }
+}
+
+/// DecodeOptions::split_keys: every legal extreme matches the CPU reference on both kernel
+/// families (64 heads: sm90a on Hopper; bf16: portable), the plan reports its value, and bad
+/// values are refused naming the option.
+TEST(CudaDecode, SplitKeysOption) {
+  MODEL1_REQUIRE_GPU();
+  DecodeCase fp8;
+  fp8.format = KvFormat::kModel1Fp8;
+  fp8.h_q = 64; fp8.b = 3; fp8.s_q = 2; fp8.topk = 700;
+  fp8.main = CacheSpec{64, 40, 0, 0};
+  fp8.has_extra = true; fp8.extra_topk = 900; fp8.extra = CacheSpec{256, 6, 0, 0};
+  fp8.topk_length = true; fp8.sink = SinkMode::kMixed; fp8.invalid_fraction = 0.1;
+  DecodeCase bf16 = fp8;
+  bf16.format = KvFormat::kBf16; bf16.h_q = 16;
+  for (const DecodeCase& base : {fp8, bf16}) {
+    const uint64_t seed = fresh_seed();
+    DecodeProblem p = make_problem(base, seed);
+    const DecodeResult ref = run_cpu(p);
+    p.upload();
+    for (int split_keys : {64, 320, 1152, 1600, 16384}) {
+      SCOPED_TRACE(base.describe() + " split_keys=" + std::to_string(split_keys) +
+                   " seed=" + std::to_string(seed));
+      p.cfg.split_keys = split_keys;
+      EXPECT_TRUE(close_to(run_gpu(p), ref));
+      DecodeOptions options;
+      options.split_keys = split_keys;
+      EXPECT_EQ(plan_decode(p.args(true), options).split_keys(), split_keys);
+    }
+  }
+  DecodeProblem p = make_problem(fp8, fresh_seed());
+  p.upload();
+  const char* env = std::getenv("MODEL1_CUDA_SPLIT_CHUNKS");
+  if (env == nullptr || *env == '\0') {
+    EXPECT_EQ(plan_decode(p.args(true)).split_keys(), kDefaultSplitKeys);
+  }
+  for (int bad : {-64, 1, 63, 100, 16384 + 64}) {
+    DecodeOptions options;
+    options.split_keys = bad;
+    try {
+      (void)plan_decode(p.args(true), options);
+      ADD_FAILURE() << "split_keys=" << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "options.split_keys") << e.what();
+    }
   }
 }
 
@@ -639,6 +701,7 @@ TEST(CudaSmall, DecodeModel1WithExtraAndSplits) {
   c.main = CacheSpec{61, 20, 16, 0};
   c.has_extra = true; c.extra_topk = 1100; c.extra = CacheSpec{2, 700, 0, 0};
   c.topk_length = true; c.extra_topk_length = true; c.sink = SinkMode::kMixed;
+  c.split_keys = 512;  // several splits (the default, 4096, would run one)
   c.invalid_fraction = 0.2; c.duplicate_fraction = 0.1;
   run_small(c);
 }
@@ -687,6 +750,7 @@ TEST(CudaSmall, DecodeHopperModel1Heads128) {
   c.main = CacheSpec{64, 12, 0, 0};
   c.has_extra = true; c.extra_topk = 900; c.extra = CacheSpec{2, 600, 16, 0};
   c.extra_topk_length = true; c.sink = SinkMode::kMixed;
+  c.split_keys = 640;  // several splits (the default, 4096, would run one)
   c.invalid_fraction = 0.1;
   run_small(c);
 }
@@ -702,6 +766,7 @@ TEST(CudaSmall, DecodeHopperV32Heads128) {
   c.main = CacheSpec{64, 24, 0, 0};
   c.has_extra = true; c.extra_topk = 500; c.extra = CacheSpec{2, 600, 16, 0};
   c.topk_length = true; c.sink = SinkMode::kFinite;
+  c.split_keys = 640;  // several splits (the default, 4096, would run one)
   c.invalid_fraction = 0.2; c.all_invalid_rows = 0.3;
   run_small(c);
 }
@@ -730,6 +795,7 @@ TEST(CudaSmall, DecodeHopperSmallHeads) {
     c.extra_topk_length = h_q != 32; c.topk_length = h_q == 8;
     c.sink = h_q == 8 ? SinkMode::kMixed : SinkMode::kFinite;
     c.invalid_fraction = 0.1; c.all_invalid_rows = h_q == 32 ? 0.3 : 0.0;
+    c.split_keys = 512;  // several splits (the default, 4096, would run one)
     run_small(c);
   }
 }
@@ -745,6 +811,7 @@ TEST(CudaSmall, DecodeV32UnalignedHeads64Splits) {
   c.main = CacheSpec{61, 40, 5, 3};
   c.has_extra = true; c.extra_topk = 64; c.extra = CacheSpec{2, 100, 0, 1};
   c.topk_length = true; c.sink = SinkMode::kMixed;
+  c.split_keys = 384;  // several splits (the default, 4096, would run one)
   c.invalid_fraction = 0.1; c.duplicate_fraction = 0.1;
   run_small(c);
 }

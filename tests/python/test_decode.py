@@ -176,6 +176,27 @@ def test_plan_for_other_shapes_is_an_error(rng):
     assert np.isnan(out.astype(np.float32)).all()  # nothing written
 
 
+def test_plan_split_keys_option(rng):
+    p = make_problem(CASES["basic"], rng)
+    args = (p["q"], p["kv_arg"], p["indices"])
+    default = model1.plan_decode(*args)
+    assert default.split_keys == model1.DEFAULT_SPLIT_KEYS > 0
+    plan = model1.plan_decode(*args, split_keys=128)
+    assert plan.split_keys == 128 and "split_keys=128" in repr(plan)
+    out1, lse1 = run(p, plan=plan)
+    out2, lse2 = run(p, plan=default)  # the CPU backend has no splits: the same bits
+    assert np.array_equal(out1.view(np.uint16), out2.view(np.uint16))
+    assert np.array_equal(lse1.view(np.uint32), lse2.view(np.uint32))
+    for bad in (-64, 1, 100, 16384 + 64):
+        with pytest.raises(model1.Error) as e:
+            model1.plan_decode(*args, split_keys=bad)
+        assert e.value.argument == "options.split_keys" and "multiple of 64" in str(e.value)
+    for bad in (1.5, "128", True):
+        with pytest.raises(model1.Error) as e:
+            model1.plan_decode(*args, split_keys=bad)
+        assert e.value.argument == "split_keys"
+
+
 def test_decode_kernel_name(rng):
     p = make_problem(CASES["h64_s2_all"], rng)
     args = (p["q"], p["kv_arg"], p["indices"], p["topk_length"], p["extra_kv"],

@@ -58,6 +58,7 @@ nlohmann::json row_json(const bench::ResultRow& r) {
   j["kind"] = r.kind;
   j["backend"] = r.backend;
   if (!r.timing.kernel.empty()) j["kernel"] = r.timing.kernel;
+  if (r.kind == "decode" && r.timing.split_keys > 0) j["split_keys"] = r.timing.split_keys;
   j["format"] = r.format;
   j["device"] = r.device;
   if (r.kind == "prefill") {
@@ -199,6 +200,10 @@ int run_bench(const BenchOptions& o) {
   MODEL1_CHECK(o.s_kvs.empty() || any_prefill, "--s-kv", "prefill presets", "decode presets only");
   MODEL1_CHECK(o.s_q == 0 || any_prefill, "--s-q", "prefill presets (decode s_q is fixed)",
                "decode presets only");
+  MODEL1_CHECK(o.split_keys == 0 || any_decode, "--split-keys", "decode presets",
+               "prefill presets only");
+  MODEL1_CHECK(o.split_keys == 0 || (o.split_keys >= 64 && o.split_keys <= 16384 && o.split_keys % 64 == 0),
+               "--split-keys", "a multiple of 64 in [64, 16384]", std::to_string(o.split_keys));
   if (!o.batches.empty() && any_prefill) {
     std::fprintf(stderr, "note: --batch applies to decode presets; prefill rows are s_kv values\n");
   }
@@ -214,6 +219,7 @@ int run_bench(const BenchOptions& o) {
   timing.warmup = o.warmup >= 0 ? o.warmup : (cuda ? 5 : 1);
   timing.device = o.device;
   timing.flush_l2 = !o.no_flush;
+  timing.split_keys = o.split_keys;
 
   std::vector<Outcome> outcomes;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -267,6 +273,13 @@ int run_bench(const BenchOptions& o) {
         version_string(), bench::backend_name(backend), device_name.c_str(), timing.runs,
         timing.warmup, cuda ? (timing.flush_l2 ? ", L2 flushed" : ", L2 not flushed") : "",
         static_cast<unsigned long long>(o.seed));
+    for (const Outcome& oc : outcomes) {
+      if (cuda && oc.row && oc.row->kind == "decode") {
+        std::printf("decode plans: %d keys per split-KV split%s\n", oc.row->timing.split_keys,
+                    o.split_keys == 0 ? " (the default; --split-keys to change)" : " (--split-keys)");
+        break;
+      }
+    }
     print_timings(outcomes, backend);
   }
   int failures = 0;

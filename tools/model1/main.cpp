@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--dry-run", bench.dry_run,
                       "Generate the workloads and print FLOPs, bytes and roofline floors only");
   bench_cmd->add_option("--json", bench.json, "Also write the rows to this JSON file");
+  bench_cmd->add_option("--split-keys", bench.split_keys,
+                        "Decode: keys per split-KV split of the plans (a multiple of 64 in "
+                        "[64, 16384]; default: the library's)")
+      ->check(integer_at_least(64));
 
   CheckOptions check;
   CLI::App* check_cmd = app.add_subcommand(

@@ -15,7 +15,6 @@ namespace model1::cuda {
 /// Split-KV schedule constants. NOTE: fixed numbers of keys, never functions of the batch:
 /// a request's split points depend only on its own candidate counts.
 inline constexpr int kChunkKeys = 64;      ///< keys per main-loop step (one smem tile)
-inline constexpr int kSplitChunks = 10;    ///< default target chunks per split (640 keys; PERF.md v4)
 inline constexpr int kMaxSplits = 16;      ///< cap (bounds the workspace)
 
 /// One paged cache as the kernels see it.
@@ -56,7 +55,7 @@ struct DecodeParams {
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512] f32 (split rows only)
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits] f32, base 2, -inf when empty
   int max_splits = 1;            ///< grid extent along the splits (from the shapes)
-  int split_chunks = kSplitChunks;  ///< target chunks per split (the plan's constant)
+  int split_chunks = 1;  ///< target chunks per split (the plan's DecodeOptions::split_keys / 64)
 
   bool cache_aligned16 = true;  ///< both caches' rows 16-byte aligned: cp.async path
   bool q_aligned16 = true;      ///< q rows 16-byte aligned: vector loads
