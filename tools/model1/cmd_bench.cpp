@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -43,7 +44,8 @@ std::string percent(double fraction) {
 
 struct Job {
   const bench::Preset* preset;
-  int64_t point;  // batch (decode) or s_kv (prefill)
+  int64_t point;       // batch (decode) or s_kv (prefill)
+  int split_keys = 0;  // decode: the plan's DecodeOptions::split_keys (0 = the default)
 };
 
 struct Outcome {
@@ -102,6 +104,7 @@ std::string shape_label(const Outcome& oc) {
     return format("%s=%lld", oc.job.preset->point_name(), static_cast<long long>(oc.job.point));
   }
   std::string shape = oc.row->point_label();
+  if (oc.job.split_keys > 0) shape += format(" split=%d", oc.job.split_keys);
   if (oc.row->kind == "prefill" && oc.row->s_q != oc.job.preset->s_q) {
     shape += format(" s_q=%lld", static_cast<long long>(oc.row->s_q));
   }
@@ -200,18 +203,27 @@ int run_bench(const BenchOptions& o) {
   MODEL1_CHECK(o.s_kvs.empty() || any_prefill, "--s-kv", "prefill presets", "decode presets only");
   MODEL1_CHECK(o.s_q == 0 || any_prefill, "--s-q", "prefill presets (decode s_q is fixed)",
                "decode presets only");
-  MODEL1_CHECK(o.split_keys == 0 || any_decode, "--split-keys", "decode presets",
+  MODEL1_CHECK(o.split_keys.empty() || any_decode, "--split-keys", "decode presets",
                "prefill presets only");
-  MODEL1_CHECK(o.split_keys == 0 || (o.split_keys >= 64 && o.split_keys <= 16384 && o.split_keys % 64 == 0),
-               "--split-keys", "a multiple of 64 in [64, 16384]", std::to_string(o.split_keys));
+  for (int k : o.split_keys) {
+    MODEL1_CHECK(k >= 64 && k <= 16384 && k % 64 == 0, "--split-keys", "multiples of 64 in [64, 16384]",
+                 std::to_string(k));
+  }
   if (!o.batches.empty() && any_prefill) {
     std::fprintf(stderr, "note: --batch applies to decode presets; prefill rows are s_kv values\n");
   }
 
   std::vector<Job> jobs;
+  const std::vector<int> default_split{0};
   for (const bench::Preset* p : presets) {
     const std::vector<int64_t>& chosen = p->is_prefill() ? o.s_kvs : o.batches;
-    for (int64_t x : chosen.empty() ? p->points : chosen) jobs.push_back({p, x});
+    for (int64_t x : chosen.empty() ? p->points : chosen) {
+      if (p->is_prefill()) {
+        jobs.push_back({p, x});
+        continue;
+      }
+      for (int k : o.split_keys.empty() ? default_split : o.split_keys) jobs.push_back({p, x, k});
+    }
   }
 
   bench::TimingOptions timing;
@@ -219,14 +231,17 @@ int run_bench(const BenchOptions& o) {
   timing.warmup = o.warmup >= 0 ? o.warmup : (cuda ? 5 : 1);
   timing.device = o.device;
   timing.flush_l2 = !o.no_flush;
-  timing.split_keys = o.split_keys;
 
   std::vector<Outcome> outcomes;
+  // NOTE: the rows of one decode point (one per split size) share its workload.
+  std::unique_ptr<bench::DecodeWorkload> decode_workload;
+  const Job* decode_workload_job = nullptr;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const Job& job = jobs[i];
     const bench::Preset& p = *job.preset;
-    std::fprintf(stderr, "[%zu/%zu] %s %s=%lld ...", i + 1, jobs.size(), p.name.c_str(),
-                 p.point_name(), static_cast<long long>(job.point));
+    std::fprintf(stderr, "[%zu/%zu] %s %s=%lld%s ...", i + 1, jobs.size(), p.name.c_str(),
+                 p.point_name(), static_cast<long long>(job.point),
+                 job.split_keys > 0 ? format(" split=%d", job.split_keys).c_str() : "");
     std::fflush(stderr);
     Outcome outcome{job, std::nullopt, {}};
     const Clock::time_point start = Clock::now();
@@ -240,8 +255,15 @@ int run_bench(const BenchOptions& o) {
         outcome.row =
             bench::make_prefill_row(p, w, backend, device_name, o.dry_run ? 0 : timing.runs, t);
       } else {
-        bench::DecodeWorkload w(bench::decode_spec(p, job.point), o.seed);
+        if (decode_workload_job == nullptr || decode_workload_job->preset != job.preset ||
+            decode_workload_job->point != job.point) {
+          decode_workload_job = nullptr;
+          decode_workload = std::make_unique<bench::DecodeWorkload>(bench::decode_spec(p, job.point), o.seed);
+          decode_workload_job = &job;
+        }
+        bench::DecodeWorkload& w = *decode_workload;
         generate_s = seconds_since(start);
+        timing.split_keys = job.split_keys;
         const bench::Timing t =
             o.dry_run ? bench::Timing{} : bench::time_decode(w, backend, timing);
         outcome.row =
@@ -274,9 +296,9 @@ int run_bench(const BenchOptions& o) {
         timing.warmup, cuda ? (timing.flush_l2 ? ", L2 flushed" : ", L2 not flushed") : "",
         static_cast<unsigned long long>(o.seed));
     for (const Outcome& oc : outcomes) {
-      if (cuda && oc.row && oc.row->kind == "decode") {
-        std::printf("decode plans: %d keys per split-KV split%s\n", oc.row->timing.split_keys,
-                    o.split_keys == 0 ? " (the default; --split-keys to change)" : " (--split-keys)");
+      if (cuda && o.split_keys.empty() && oc.row && oc.row->kind == "decode") {
+        std::printf("decode plans: %d keys per split-KV split (the default; --split-keys to compare)\n",
+                    oc.row->timing.split_keys);
         break;
       }
     }

@@ -24,7 +24,7 @@ struct BenchOptions {
   int device = 0;
   bool no_flush = false;
   bool dry_run = false;  ///< generate workloads and print the accounting only
-  int split_keys = 0;    ///< decode plans' DecodeOptions::split_keys (0 = the default)
+  std::vector<int> split_keys;  ///< decode plans' DecodeOptions::split_keys, one row each (empty = the default)
 };
 
 struct CheckOptions {

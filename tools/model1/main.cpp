@@ -76,9 +76,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--dry-run", bench.dry_run,
                       "Generate the workloads and print FLOPs, bytes and roofline floors only");
   bench_cmd->add_option("--json", bench.json, "Also write the rows to this JSON file");
-  bench_cmd->add_option("--split-keys", bench.split_keys,
-                        "Decode: keys per split-KV split of the plans (a multiple of 64 in "
-                        "[64, 16384]; default: the library's)")
+  bench_cmd
+      ->add_option("--split-keys", bench.split_keys,
+                   "Decode: keys per split-KV split of the plans, comma-separated, a row each (multiples "
+                   "of 64 in [64, 16384]; default: the library's)")
+      ->delimiter(',')
       ->check(integer_at_least(64));
 
   CheckOptions check;
