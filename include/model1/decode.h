@@ -89,5 +89,7 @@ std::string decode_kernel_name(const SparseDecodeArgs& args, const DecodePlan& p
 
 /// Convenience: plan_decode + sparse_decode (allocates; not for graph capture).
 void sparse_decode(const SparseDecodeArgs& args, void* stream = nullptr);
+/// The same with a plan of these `options`.
+void sparse_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream = nullptr);
 
 }  // namespace model1

@@ -297,22 +297,24 @@ NB_MODULE(_C, m) {
          nb::handle extra_kv_format, int64_t extra_kv_page_size, nb::handle extra_indices,
          nb::handle extra_topk_length, nb::handle attn_sink, std::optional<double> sm_scale,
          nb::handle out, nb::handle lse, const DecodePlan* plan, StreamHandle stream,
-         bool sync_producers, bool kernel_name_only) -> std::optional<std::string> {
+         bool sync_producers, bool kernel_name_only, int split_keys) -> std::optional<std::string> {
         TensorImporter imp(stream, sync_producers);
         const SparseDecodeArgs args =
             decode_args(imp, q, kv, kv_format, kv_page_size, indices, topk_length, extra_kv,
                         extra_kv_format, extra_kv_page_size, extra_indices, extra_topk_length,
                         attn_sink, sm_scale, out, lse);
+        model1::DecodeOptions options;
+        options.split_keys = split_keys;  // for a plan made here (validated by plan_decode)
         nb::gil_scoped_release release;
         if (kernel_name_only) {
           if (plan != nullptr) return model1::decode_kernel_name(args, *plan);
-          const DecodePlan own = model1::plan_decode(args, imp.stream());
+          const DecodePlan own = model1::plan_decode(args, options, imp.stream());
           return model1::decode_kernel_name(args, own);
         }
         if (plan != nullptr) {
           model1::sparse_decode(args, *plan, imp.stream());
         } else {
-          model1::sparse_decode(args, imp.stream());
+          model1::sparse_decode(args, options, imp.stream());
         }
         return std::nullopt;
       },
@@ -324,9 +326,10 @@ NB_MODULE(_C, m) {
       "attn_sink"_a.none() = nb::none(), "sm_scale"_a.none() = nb::none(), "out"_a.none(),
       "lse"_a.none(),
       "plan"_a.none() = nb::none(), "stream"_a = 0, "sync_producers"_a = true,
-      "kernel_name_only"_a = false,
+      "kernel_name_only"_a = false, "split_keys"_a = 0,
       ("Sparse decode (MODEL1.md section 3) into `out` and `lse`.\n\n" + decode_doc +
        "plan: a DecodePlan made for the same shapes, or None to plan inside the call.\n" +
+       "split_keys: as in plan_decode, for the plan made inside the call (plan None).\n" +
        "kernel_name_only: validate only and return the kernel family the call would run "
        "('cpu', 'portable', 'portable-compact', 'sm90a'); nothing is written or launched.\n" +
        kStreamDoc)

@@ -248,6 +248,16 @@ def _decode_call(fn, q, kv, indices, topk_length, extra_kv, extra_indices, extra
     return result, out, lse
 
 
+def _check_split_keys(split_keys: Any, plan: Any) -> None:
+    """split_keys is an int (its range is checked by the library), and 0 when a plan is given."""
+    if isinstance(split_keys, bool) or not isinstance(split_keys, int):
+        raise Error.of("split_keys", "an int (0 or a multiple of 64 in [64, 16384])",
+                       repr(split_keys))
+    if plan is not None and split_keys != 0:
+        raise Error.of("split_keys", "0 when a plan is given (the plan's own split size applies)",
+                       str(split_keys))
+
+
 def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv: Any = None,
                 extra_indices: Any = None, extra_topk_length: Any = None,
                 attn_sink: Any = None, sm_scale: Optional[float] = None, *, out: Any = None,
@@ -263,9 +273,7 @@ def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv
     small values lower the latency of small batches, large ones raise the throughput of batches
     that fill the GPU. It is a constant of the plan, so batch invariance holds among calls with
     equal plans' options. The CPU backend validates it and has no splits."""
-    if isinstance(split_keys, bool) or not isinstance(split_keys, int):
-        raise Error.of("split_keys", "an int (0 or a multiple of 64 in [64, 16384])",
-                       repr(split_keys))
+    _check_split_keys(split_keys, None)
     plan, _, _ = _decode_call(_C.plan_decode, q, kv, indices, topk_length, extra_kv,
                               extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
                               stream, split_keys=split_keys)
@@ -276,7 +284,8 @@ def sparse_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None,
                   extra_kv: Any = None, extra_indices: Any = None,
                   extra_topk_length: Any = None, attn_sink: Any = None,
                   sm_scale: Optional[float] = None, *, plan: Optional["DecodePlan"] = None,
-                  out: Any = None, lse: Any = None, stream: Any = None) -> Tuple[Any, Any]:
+                  out: Any = None, lse: Any = None, stream: Any = None,
+                  split_keys: int = 0) -> Tuple[Any, Any]:
     """Sparse decode over a paged FP8 cache with dynamic top-k and an optional extra cache
     (MODEL1.md section 3).
 
@@ -292,6 +301,8 @@ def sparse_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None,
         sm_scale: softmax scale; None = ``1 / sqrt(d_qk)``.
         plan: a :class:`DecodePlan` from :func:`plan_decode` for these shapes (None: plan
             inside the call).
+        split_keys: the split size of the plan made inside the call, as in
+            :func:`plan_decode` (0: the default); a given ``plan`` carries its own.
         out: bf16 ``[b, s_q, h_q, 512]`` to write, or None to allocate.
         lse: f32 ``[b, s_q, h_q]`` to write, or None to allocate.
         stream: as in :func:`quantize_cache`.
@@ -301,9 +312,10 @@ def sparse_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None,
         log of the softmax denominator, excluding the sink, +inf where no key is valid (out
         is 0 there).
     """
+    _check_split_keys(split_keys, plan)
     _, out, lse = _decode_call(_C.sparse_decode, q, kv, indices, topk_length, extra_kv,
                                extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,
-                               stream, plan=plan)
+                               stream, plan=plan, split_keys=split_keys)
     return out, lse
 
 

@@ -275,7 +275,11 @@ std::string decode_kernel_name(const SparseDecodeArgs& args, const DecodePlan& p
 }
 
 void sparse_decode(const SparseDecodeArgs& args, void* stream) {
-  const DecodePlan plan = plan_decode(args, stream);
+  sparse_decode(args, DecodeOptions{}, stream);
+}
+
+void sparse_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream) {
+  const DecodePlan plan = plan_decode(args, options, stream);
   sparse_decode(args, plan, stream);
 }
 

@@ -412,6 +412,16 @@ TEST(Plan, SplitKeysOptionIsValidatedAndReported) {
   p.poison_outputs();
   ASSERT_NO_THROW(sparse_decode(p.args()));
   EXPECT_TRUE(same_bits(out1.data(), p.out().data(), out1.size() * 2));
+  // The convenience overload with options plans the same way.
+  options.split_keys = 640;
+  p.poison_outputs();
+  ASSERT_NO_THROW(sparse_decode(p.args(), options));
+  EXPECT_TRUE(same_bits(out1.data(), p.out().data(), out1.size() * 2));
+  options.split_keys = 100;
+  p.poison_outputs();
+  const auto poisoned = p.out();
+  EXPECT_THROW(sparse_decode(p.args(), options), Error);
+  EXPECT_TRUE(same_bits(poisoned.data(), p.out().data(), poisoned.size() * 2));  // untouched
   for (int bad : {-1, 1, 65, 16448, 1 << 30}) {
     SCOPED_TRACE("split_keys=" + std::to_string(bad));
     options.split_keys = bad;

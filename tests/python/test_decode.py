@@ -195,6 +195,15 @@ def test_plan_split_keys_option(rng):
         with pytest.raises(model1.Error) as e:
             model1.plan_decode(*args, split_keys=bad)
         assert e.value.argument == "split_keys"
+    # The convenience call plans with split_keys itself; with a plan it must stay 0.
+    out3, lse3 = run(p, split_keys=192)
+    assert np.array_equal(out3.view(np.uint16), out1.view(np.uint16))
+    out = np.full(out1.shape, np.nan, out1.dtype)
+    for kw in ({"split_keys": 100}, {"split_keys": 128, "plan": plan}):
+        with pytest.raises(model1.Error) as e:
+            run(p, out=out, **kw)
+        assert e.value.argument in ("options.split_keys", "split_keys")
+        assert np.isnan(out.astype(np.float32)).all()  # nothing written
 
 
 def test_decode_kernel_name(rng):
