@@ -67,7 +67,7 @@ void quantize_cache(const TensorView& src, const KvCacheView& dst, void* stream)
 void store_tokens(const TensorView& tokens, const TensorView& slots, const KvCacheView& dst,
                   void* stream);
 void dequantize_cache(const KvCacheView& src, const TensorView& dst, void* stream);
-/// `split_chunks`: target chunks of 64 keys per split (validated by src/api, 1..256).
+/// `split_chunks`: target chunks of 64 keys per split (validated by src/api: 1..256).
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& args,
                                                       int split_chunks, void* stream);
 void sparse_decode(const SparseDecodeArgs& args, float sm_scale,

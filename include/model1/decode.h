@@ -45,6 +45,10 @@ struct DecodeOptions {
 /// The library's default DecodeOptions::split_keys (docs/PERF.md, "split size").
 inline constexpr int kDefaultSplitKeys = 4096;
 
+/// Throws Error (argument "options.split_keys") unless `options` are valid; plan_decode checks
+/// the same, so this is for callers that want to fail before doing other work.
+void check_decode_options(const DecodeOptions& options);
+
 /// The split-KV schedule and workspace for one batch shape. Built by plan_decode(); reusable by
 /// every call (every layer) with the same shapes, devices and length tensors (values may
 /// change between calls on CUDA: the schedule is recomputed on the device). Move-only.

@@ -205,15 +205,19 @@ int default_split_keys() {
 
 /// options.split_keys validated, 0 resolved to the default (read only for CUDA plans).
 int resolve_split_keys(const DecodeOptions& options, Device device) {
-  const int v = options.split_keys;
-  MODEL1_CHECK(v == 0 || (v >= kSplitKeyStep && v <= kMaxSplitKeys && v % kSplitKeyStep == 0),
-               "options.split_keys", "0 (default) or a multiple of 64 in [64, 16384]",
-               std::to_string(v));
-  if (v != 0) return v;
+  check_decode_options(options);
+  if (options.split_keys != 0) return options.split_keys;
   return device == Device::kCUDA ? default_split_keys() : kDefaultSplitKeys;
 }
 
 }  // namespace
+
+void check_decode_options(const DecodeOptions& options) {
+  const int v = options.split_keys;
+  MODEL1_CHECK(v == 0 || (v >= kSplitKeyStep && v <= kMaxSplitKeys && v % kSplitKeyStep == 0),
+               "options.split_keys", "0 (default) or a multiple of 64 in [64, 16384]",
+               std::to_string(v));
+}
 
 DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream) {
   DecodeShape shape = validate_decode(args);
