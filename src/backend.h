@@ -67,9 +67,9 @@ void quantize_cache(const TensorView& src, const KvCacheView& dst, void* stream)
 void store_tokens(const TensorView& tokens, const TensorView& slots, const KvCacheView& dst,
                   void* stream);
 void dequantize_cache(const KvCacheView& src, const TensorView& dst, void* stream);
-/// `split_chunks`: target chunks of 64 keys per split (validated by src/api: 1..256).
+/// `split_keys`: the plan's resolved DecodeOptions::split_keys (validated: a multiple of 64).
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& args,
-                                                      int split_chunks, void* stream);
+                                                      int split_keys, void* stream);
 void sparse_decode(const SparseDecodeArgs& args, float sm_scale,
                    detail::BackendPlanState& plan, void* stream);
 /// The kernel family sparse_decode would launch (decode_kernel_name in decode.h).

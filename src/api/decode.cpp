@@ -184,7 +184,7 @@ bool same_sig(const DecodePlan::Impl& x, const DecodePlan::Impl& y) {
          x.has_extra_topk_length == y.has_extra_topk_length;
 }
 
-constexpr int kSplitKeyStep = 64;         // one kernel chunk
+constexpr int kSplitKeyStep = 64;         // the split granularity (one kernel chunk of keys)
 constexpr int kMaxSplitKeys = 256 * 64;  // 16384
 
 /// The default keys per split: kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS (1..256) chunks
@@ -226,7 +226,7 @@ DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& option
   impl->split_keys = split_keys;
   if (impl->device == Device::kCUDA) {
 #ifdef MODEL1_WITH_CUDA
-    impl->backend = cuda::plan_decode(args, split_keys / kSplitKeyStep, stream);
+    impl->backend = cuda::plan_decode(args, split_keys, stream);
 #endif
   }
   (void)stream;

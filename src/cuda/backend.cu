@@ -230,7 +230,7 @@ std::string decode_kernel_name(const SparseDecodeArgs& a, float sm_scale, const 
   }
 }
 
-std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, int split_chunks,
+std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a, int split_keys,
                                                       void* stream) {
   (void)stream;  // NOTE: nothing to enqueue: the schedule is evaluated by the kernels.
   const int device = a.q.device_id;
@@ -242,7 +242,7 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
                std::to_string(topk) + " + " + std::to_string(extra_topk));
   auto st = std::make_unique<CudaPlanState>();
   st->device = device;
-  st->split_chunks = split_chunks;
+  st->split_chunks = split_keys / kChunkKeys;  // a multiple of the chunk (validated by src/api)
   st->config = decode_config_setting();
   // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
   // where no sm_90a kernel was compiled.
