@@ -296,7 +296,7 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
       return;
     }
 #endif
-    combine_kernel<false><<<CombineTraits::blocks(p), CombineTraits::kThreads, 0, s>>>(p);
+    combine_kernel_for<false>(p)<<<CombineTraits::blocks(p), CombineTraits::kThreads, 0, s>>>(p);
     MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel");
   }
 }

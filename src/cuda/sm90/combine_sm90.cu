@@ -21,7 +21,7 @@ void launch_combine_after_split(const DecodeParams& p, cudaStream_t stream) {
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, combine_kernel<true>, p));
+  MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, combine_kernel_for<true>(p), p));
   MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "combine_kernel (programmatic dependent launch)");
 }
 
