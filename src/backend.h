@@ -79,5 +79,7 @@ void sparse_prefill(const SparsePrefillArgs& args, float sm_scale, void* stream)
 /// The kernel family sparse_prefill would launch (prefill_kernel_name in prefill.h).
 std::string prefill_kernel_name(const SparsePrefillArgs& args, float sm_scale);
 std::vector<GpuInfo> gpus_found();
+/// The number of SMs of CUDA device `device` (cached).
+int sm_count(int device);
 std::vector<std::string> archs_compiled();
 }  // namespace model1::cuda

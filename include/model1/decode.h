@@ -31,10 +31,12 @@ struct SparseDecodeArgs {
 };
 
 /// Tuning of a decode plan. Every field is a constant of the plan: a request's output is
-/// bit-identical across batches (batch invariance) among calls made with equal options.
+/// bit-identical across batches (batch invariance) among calls made with equal options, except
+/// for kLatencySplitKeys, which picks the split size from the batch.
 struct DecodeOptions {
   /// CUDA: target keys per split-KV split, a multiple of 64 in [64, 16384]; 0 = the library
-  /// default (kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS * 64 when that is set). A request
+  /// default (kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS * 64 when that is set);
+  /// kLatencySplitKeys (-1) = latency_split_keys() for the plan's shapes and GPU. A request
   /// of n keys runs as ceil(n / split_keys) splits (at most 16), each on its own CTA, merged
   /// by a combine kernel. Smaller values spread a request over more SMs (lower latency when
   /// the batch is small); larger ones avoid the merge once the batch fills the GPU (higher
@@ -44,6 +46,18 @@ struct DecodeOptions {
 
 /// The library's default DecodeOptions::split_keys (docs/PERF.md, "split size").
 inline constexpr int kDefaultSplitKeys = 4096;
+/// DecodeOptions::split_keys value asking the plan for latency_split_keys() of its own shapes.
+inline constexpr int kLatencySplitKeys = -1;
+
+/// The split size that minimises a batch's latency by the measured rule (docs/PERF.md, ninth
+/// session): the smallest multiple of 64 keys whose splits of b * s_q requests of up to
+/// `keys_per_request` keys (topk + extra_topk) launch at most `num_sms` CTAs, one wave (h_q
+/// 128 counts two CTAs per split); kDefaultSplitKeys when even one split per request needs
+/// more than one wave. Throws Error naming an argument below 1.
+/// NOTE: a function of the batch: outputs of plans made with different results are not
+/// bit-identical (FlashMLA's own scheduler behaves the same way). For a fixed batch size it
+/// is a constant, like any other split size.
+int latency_split_keys(int64_t b, int64_t s_q, int64_t h_q, int64_t keys_per_request, int num_sms);
 
 /// Throws Error (argument "options.split_keys") unless `options` are valid; plan_decode checks
 /// the same, so this is for callers that want to fail before doing other work.

@@ -113,6 +113,14 @@ NB_MODULE(_C, m) {
 
   // ---- build information -------------------------------------------------------------------
   m.attr("DEFAULT_SPLIT_KEYS") = model1::kDefaultSplitKeys;
+  m.attr("LATENCY_SPLIT_KEYS") = model1::kLatencySplitKeys;
+  m.def("latency_split_keys", &model1::latency_split_keys, "b"_a, "s_q"_a, "h_q"_a,
+        "keys_per_request"_a, "num_sms"_a,
+        "The split size that minimises a batch's latency by the measured rule: the smallest "
+        "multiple of 64 keys whose splits of b * s_q requests of up to keys_per_request keys "
+        "(topk + extra_topk) launch at most num_sms CTAs, one wave (h_q 128: two CTAs per "
+        "split); DEFAULT_SPLIT_KEYS when one split per request already needs more. A function "
+        "of the batch: plans made with different results are not bit-identical.");
   m.def("version", [] { return std::string(version_string()); },
         "The library version, e.g. \"0.1.0\".");
   m.def("cuda_compiled", &cuda_compiled, "True when the library was built with the CUDA backend.");
@@ -286,7 +294,7 @@ NB_MODULE(_C, m) {
        decode_doc +
        "split_keys: CUDA target keys per split-KV split, a multiple of 64 in [64, 16384]; 0 = "
        "the default (smaller: lower latency at small batch; larger: throughput at large "
-       "batch).\n" +
+       "batch); -1 (LATENCY_SPLIT_KEYS) = latency_split_keys() for these shapes and GPU.\n" +
        kStreamDoc)
           .c_str());
 

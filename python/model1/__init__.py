@@ -27,11 +27,14 @@ from ._error import Error
 __version__: str = _C.version()
 #: plan_decode's split_keys when 0 is given: target keys per split-KV split on CUDA.
 DEFAULT_SPLIT_KEYS: int = _C.DEFAULT_SPLIT_KEYS
+#: plan_decode's split_keys asking for latency_split_keys() of the call's shapes and GPU.
+LATENCY_SPLIT_KEYS: int = _C.LATENCY_SPLIT_KEYS
+latency_split_keys = _C.latency_split_keys
 
 __all__ = [
     "Error", "KvCache", "DecodePlan", "empty_cache", "quantize_cache", "store_tokens",
     "dequantize_cache", "plan_decode", "sparse_decode", "decode_kernel_name", "sparse_prefill",
-    "prefill_kernel_name", "DEFAULT_SPLIT_KEYS",
+    "prefill_kernel_name", "DEFAULT_SPLIT_KEYS", "LATENCY_SPLIT_KEYS", "latency_split_keys",
     "version",
     "cuda_compiled", "cuda_archs", "gpus", "kv_bytes_per_token", "kv_min_page_stride",
     "__version__",

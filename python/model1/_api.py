@@ -251,7 +251,7 @@ def _decode_call(fn, q, kv, indices, topk_length, extra_kv, extra_indices, extra
 def _check_split_keys(split_keys: Any, plan: Any) -> None:
     """split_keys is an int (its range is checked by the library), and 0 when a plan is given."""
     if isinstance(split_keys, bool) or not isinstance(split_keys, int):
-        raise Error.of("split_keys", "an int (0 or a multiple of 64 in [64, 16384])",
+        raise Error.of("split_keys", "an int (0, -1 or a multiple of 64 in [64, 16384])",
                        repr(split_keys))
     if plan is not None and split_keys != 0:
         raise Error.of("split_keys", "0 when a plan is given (the plan's own split size applies)",
@@ -268,11 +268,13 @@ def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv
     on CUDA the length values may change between calls.
 
     ``split_keys``: on CUDA, the target keys per split-KV split (a multiple of 64 in
-    ``[64, 16384]``; 0 = the library default, ``model1.DEFAULT_SPLIT_KEYS``). A request of n keys
-    runs as ``ceil(n / split_keys)`` splits (at most 16) on separate SMs, merged afterwards:
-    small values lower the latency of small batches, large ones raise the throughput of batches
-    that fill the GPU. It is a constant of the plan, so batch invariance holds among calls with
-    equal plans' options. The CPU backend validates it and has no splits."""
+    ``[64, 16384]``; 0 = the library default, ``model1.DEFAULT_SPLIT_KEYS``; -1 =
+    ``model1.LATENCY_SPLIT_KEYS``: :func:`latency_split_keys` for these shapes and this GPU). A
+    request of n keys runs as ``ceil(n / split_keys)`` splits (at most 16) on separate SMs,
+    merged afterwards: small values lower the latency of small batches, large ones raise the
+    throughput of batches that fill the GPU. It is a constant of the plan, so batch invariance
+    holds among calls with equal plans' split sizes (-1 picks one per batch shape). The CPU
+    backend validates it and has no splits (-1 resolves to the default there)."""
     _check_split_keys(split_keys, None)
     plan, _, _ = _decode_call(_C.plan_decode, q, kv, indices, topk_length, extra_kv,
                               extra_indices, extra_topk_length, attn_sink, sm_scale, out, lse,

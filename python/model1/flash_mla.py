@@ -196,7 +196,8 @@ def flash_mla_with_kvcache(
         head_dim_v: must be 512.
         tile_scheduler_metadata: a FlashMLASchedMeta from :func:`get_mla_metadata`; reusable
             across calls (layers) with the same shapes and the same values of topk_length and
-            extra_topk_length.
+            extra_topk_length. Its plan's split size is chosen at the first call from the batch
+            shape and the GPU (``model1.LATENCY_SPLIT_KEYS``), as FlashMLA's scheduler does.
         num_splits: must be None.
         softmax_scale: default 1 / sqrt(head_dim).
         causal: must be False for sparse attention.
@@ -274,7 +275,11 @@ def flash_mla_with_kvcache(
 
     try:
         if not meta.have_initialized:
-            plan = _C.plan_decode(*args, stream=stream, sync_producers=False)
+            # NOTE: like FlashMLA's scheduler, the split size follows the batch (the latency
+            # rule: the smallest split whose CTAs fit the GPU in one wave); FlashMLA's outputs
+            # are not batch-invariant either. The plan's split_keys reports the choice.
+            plan = _C.plan_decode(*args, stream=stream, sync_producers=False,
+                                  split_keys=_C.LATENCY_SPLIT_KEYS)
             meta.plan = plan
             meta.config = config
             meta.topk_length = None if topk_length is None else topk_length.clone()

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "backend.h"
+#include "cuda/common/decode_params.h"  // the split schedule and its latency rule (header only)
 #include "model1/error.h"
 #include "validate.h"
 
@@ -203,25 +204,51 @@ int default_split_keys() {
   return value;
 }
 
-/// options.split_keys validated, 0 resolved to the default (read only for CUDA plans).
-int resolve_split_keys(const DecodeOptions& options, Device device) {
+/// latency_split_keys' rule (cuda::latency_split_chunks), 0 when the batch fills one wave.
+int latency_rule(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int num_sms) {
+  return cuda::latency_split_chunks(b, s_q, h_q, keys, num_sms, kMaxSplitKeys / kSplitKeyStep) * kSplitKeyStep;
+}
+
+/// options.split_keys validated, 0 resolved to the default (read only for CUDA plans) and
+/// kLatencySplitKeys to the latency rule for the plan's shapes and GPU (the default on the CPU,
+/// which has no splits).
+int resolve_split_keys(const DecodeOptions& options, const DecodePlan::Impl& sig) {
   check_decode_options(options);
-  if (options.split_keys != 0) return options.split_keys;
-  return device == Device::kCUDA ? default_split_keys() : kDefaultSplitKeys;
+  if (options.split_keys > 0) return options.split_keys;
+  if (sig.device != Device::kCUDA) return kDefaultSplitKeys;
+  if (options.split_keys == kLatencySplitKeys) {
+#ifdef MODEL1_WITH_CUDA
+    const int k = latency_rule(sig.b, sig.s_q, sig.h_q, sig.topk + sig.extra_topk,
+                               cuda::sm_count(sig.device_id));
+    if (k > 0) return k;
+#endif
+  }
+  return default_split_keys();
 }
 
 }  // namespace
 
 void check_decode_options(const DecodeOptions& options) {
   const int v = options.split_keys;
-  MODEL1_CHECK(v == 0 || (v >= kSplitKeyStep && v <= kMaxSplitKeys && v % kSplitKeyStep == 0),
-               "options.split_keys", "0 (default) or a multiple of 64 in [64, 16384]",
+  MODEL1_CHECK(v == 0 || v == kLatencySplitKeys ||
+                   (v >= kSplitKeyStep && v <= kMaxSplitKeys && v % kSplitKeyStep == 0),
+               "options.split_keys", "0 (default), -1 (latency) or a multiple of 64 in [64, 16384]",
                std::to_string(v));
+}
+
+int latency_split_keys(int64_t b, int64_t s_q, int64_t h_q, int64_t keys_per_request, int num_sms) {
+  MODEL1_CHECK(b >= 1, "b", "at least 1", std::to_string(b));
+  MODEL1_CHECK(s_q >= 1, "s_q", "at least 1", std::to_string(s_q));
+  MODEL1_CHECK(h_q >= 1, "h_q", "at least 1", std::to_string(h_q));
+  MODEL1_CHECK(keys_per_request >= 1, "keys_per_request", "at least 1", std::to_string(keys_per_request));
+  MODEL1_CHECK(num_sms >= 1, "num_sms", "at least 1", std::to_string(num_sms));
+  const int k = latency_rule(b, s_q, h_q, keys_per_request, num_sms);
+  return k > 0 ? k : kDefaultSplitKeys;
 }
 
 DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream) {
   DecodeShape shape = validate_decode(args);
-  const int split_keys = resolve_split_keys(options, shape.sig.device);
+  const int split_keys = resolve_split_keys(options, shape.sig);
   auto impl = std::make_unique<DecodePlan::Impl>(std::move(shape.sig));
   impl->split_keys = split_keys;
   if (impl->device == Device::kCUDA) {

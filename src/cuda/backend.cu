@@ -334,6 +334,8 @@ std::vector<GpuInfo> gpus_found() {
   return gpus;
 }
 
+int sm_count(int device) { return device_sm_count(device, "plan_decode"); }
+
 std::vector<std::string> archs_compiled() {
   std::vector<std::string> archs;
   std::string list = MODEL1_CUDA_ARCHS;  // e.g. "sm_80;compute_80"

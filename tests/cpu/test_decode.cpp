@@ -422,7 +422,11 @@ TEST(Plan, SplitKeysOptionIsValidatedAndReported) {
   const auto poisoned = p.out();
   EXPECT_THROW(sparse_decode(p.args(), options), Error);
   EXPECT_TRUE(same_bits(poisoned.data(), p.out().data(), poisoned.size() * 2));  // untouched
-  for (int bad : {-1, 1, 65, 16448, 1 << 30}) {
+  // kLatencySplitKeys: accepted; the CPU backend (no splits) resolves it to the default.
+  options.split_keys = kLatencySplitKeys;
+  ASSERT_NO_THROW(plan = plan_decode(p.args(), options));
+  EXPECT_EQ(plan.split_keys(), kDefaultSplitKeys);
+  for (int bad : {-2, -64, 1, 65, 16448, 1 << 30}) {
     SCOPED_TRACE("split_keys=" + std::to_string(bad));
     options.split_keys = bad;
     try {
@@ -434,6 +438,52 @@ TEST(Plan, SplitKeysOptionIsValidatedAndReported) {
       EXPECT_NE(std::string(e.what()).find("multiple of 64"), std::string::npos) << e.what();
     }
   }
+}
+
+// The latency rule, on the shapes it was measured on (H200, 132 SMs; docs/PERF.md, ninth
+// session: each of these was the fastest split size measured, or within 7% of it).
+TEST(Plan, LatencySplitKeys) {
+  struct Case {
+    int64_t b, s_q, h_q, keys;
+    int sms, want;
+  };
+  const Case cases[] = {
+      {2, 2, 64, 640, 132, 64},      // model1-c1 b = 2: 40 CTAs
+      {8, 2, 64, 640, 132, 128},     // c1 b = 8
+      {16, 2, 64, 640, 132, 192},    // c1 b = 16
+      {32, 2, 64, 640, 132, 320},    // c1 b = 32
+      {64, 2, 64, 640, 132, 640},    // c1 b = 64: one split a request, 128 CTAs
+      {128, 2, 64, 640, 132, kDefaultSplitKeys},  // fills the GPU: the default
+      {2, 2, 128, 1152, 132, 128},   // model1-c2 b = 2: 64-key splits would hit the 16-split cap
+      {4, 2, 128, 1152, 132, 192},   // c2 b = 4
+      {16, 2, 128, 1152, 132, 576},  // c2 b = 16
+      {64, 2, 128, 1152, 132, kDefaultSplitKeys},
+      {8, 2, 128, 2048, 132, 512},   // v32-h128 b = 8
+      {16, 2, 128, 2048, 132, 1024}, // v32-h128 b = 16 (512 would take two waves)
+      {2, 2, 64, 16384, 132, 1024},  // 256 chunks: at most 16 splits
+      {2, 2, 16, 640, 132, 64},      // small heads: one CTA a split
+      {1, 1, 64, 100, 132, 64},      // a partial chunk
+      {2, 2, 64, 640, 8, 320},       // a small GPU
+      {1, 1, 8, 1, 1, 64},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE("b=" + std::to_string(c.b) + " s_q=" + std::to_string(c.s_q) + " h_q=" + std::to_string(c.h_q) +
+                 " keys=" + std::to_string(c.keys) + " sms=" + std::to_string(c.sms));
+    EXPECT_EQ(latency_split_keys(c.b, c.s_q, c.h_q, c.keys, c.sms), c.want);
+  }
+  const auto expect_error = [](const char* argument, auto&& call) {
+    try {
+      (void)call();
+      ADD_FAILURE() << argument << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), argument) << e.what();
+    }
+  };
+  expect_error("b", [] { return latency_split_keys(0, 1, 64, 640, 132); });
+  expect_error("s_q", [] { return latency_split_keys(1, 0, 64, 640, 132); });
+  expect_error("h_q", [] { return latency_split_keys(1, 1, -64, 640, 132); });
+  expect_error("keys_per_request", [] { return latency_split_keys(1, 1, 64, 0, 132); });
+  expect_error("num_sms", [] { return latency_split_keys(1, 1, 64, 640, 0); });
 }
 
 void expect_plan_error(DecodeProblem& p, const DecodePlan& plan, const std::string& what) {

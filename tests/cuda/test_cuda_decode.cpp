@@ -445,6 +445,17 @@ TEST(CudaDecode, SplitKeysOption) {
       options.split_keys = split_keys;
       EXPECT_EQ(plan_decode(p.args(true), options).split_keys(), split_keys);
     }
+    // kLatencySplitKeys: the plan takes latency_split_keys() of its shapes and this GPU.
+    int sms = 0;
+    cuda_ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    const int want = latency_split_keys(base.b, base.s_q, base.h_q, base.topk + base.extra_topk, sms);
+    SCOPED_TRACE(base.describe() + " split_keys=latency (" + std::to_string(want) + ") seed=" +
+                 std::to_string(seed));
+    DecodeOptions latency;
+    latency.split_keys = kLatencySplitKeys;
+    EXPECT_EQ(plan_decode(p.args(true), latency).split_keys(), want);
+    p.cfg.split_keys = kLatencySplitKeys;
+    EXPECT_TRUE(close_to(run_gpu(p), ref));
   }
   DecodeProblem p = make_problem(fp8, fresh_seed());
   p.upload();

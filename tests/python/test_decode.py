@@ -187,7 +187,10 @@ def test_plan_split_keys_option(rng):
     out2, lse2 = run(p, plan=default)  # the CPU backend has no splits: the same bits
     assert np.array_equal(out1.view(np.uint16), out2.view(np.uint16))
     assert np.array_equal(lse1.view(np.uint32), lse2.view(np.uint32))
-    for bad in (-64, 1, 100, 16384 + 64):
+    # LATENCY_SPLIT_KEYS: accepted; the CPU backend (no splits) resolves it to the default.
+    assert model1.plan_decode(*args, split_keys=model1.LATENCY_SPLIT_KEYS).split_keys == \
+        model1.DEFAULT_SPLIT_KEYS
+    for bad in (-2, -64, 1, 100, 16384 + 64):
         with pytest.raises(model1.Error) as e:
             model1.plan_decode(*args, split_keys=bad)
         assert e.value.argument == "options.split_keys" and "multiple of 64" in str(e.value)
@@ -204,6 +207,25 @@ def test_plan_split_keys_option(rng):
             run(p, out=out, **kw)
         assert e.value.argument in ("options.split_keys", "split_keys")
         assert np.isnan(out.astype(np.float32)).all()  # nothing written
+
+
+def test_latency_split_keys():
+    """The latency rule on shapes it was measured on (H200, 132 SMs; docs/PERF.md)."""
+    assert model1.LATENCY_SPLIT_KEYS == -1
+    rule = model1.latency_split_keys
+    assert rule(2, 2, 64, 640, 132) == 64          # model1-c1 b = 2
+    assert rule(32, 2, 64, 640, 132) == 320        # model1-c1 b = 32
+    assert rule(128, 2, 64, 640, 132) == model1.DEFAULT_SPLIT_KEYS  # fills the GPU
+    assert rule(2, 2, 128, 1152, 132) == 128       # model1-c2 b = 2 (two CTAs a split)
+    assert rule(16, 2, 128, 2048, 132) == 1024     # v32-h128 b = 16
+    assert rule(b=2, s_q=2, h_q=64, keys_per_request=640, num_sms=8) == 320
+    for kwargs, name in (({"b": 0}, "b"), ({"s_q": 0}, "s_q"), ({"h_q": 0}, "h_q"),
+                         ({"keys_per_request": 0}, "keys_per_request"), ({"num_sms": 0}, "num_sms")):
+        full = dict(b=2, s_q=2, h_q=64, keys_per_request=640, num_sms=132)
+        full.update(kwargs)
+        with pytest.raises(model1.Error) as e:
+            rule(**full)
+        assert e.value.argument == name
 
 
 def test_decode_kernel_name(rng):

@@ -153,6 +153,22 @@ def test_flash_mla_with_kvcache(device, rng, name):
     check(p, out, lse)
 
 
+def test_split_size_follows_the_batch(device, rng):
+    """Like FlashMLA's scheduler, the plan's split size follows the batch shape and the GPU
+    (model1.LATENCY_SPLIT_KEYS); the CPU backend has no splits (the default)."""
+    p = make_decode(device, rng, h_q=128, topk=256, pages=16, extra=True, extra_topk=200)
+    meta, _ = fm.get_mla_metadata()
+    out, lse = call(p, meta, device)
+    check(p, out, lse)
+    if device.type == "cuda":
+        b, s_q, h_q = (int(x) for x in p["q"].shape[:3])
+        keys = p["indices"].shape[-1] + p["extra_idx_np"].shape[-1]
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        assert meta.plan.split_keys == model1.latency_split_keys(b, s_q, h_q, keys, sms)
+    else:
+        assert meta.plan.split_keys == model1.DEFAULT_SPLIT_KEYS
+
+
 def test_softmax_scale(device, rng):
     p = make_decode(device, rng, h_q=16, topk=64)
     out, lse = call(p, fm.get_mla_metadata()[0], device, softmax_scale=0.3)

@@ -106,6 +106,7 @@ std::string shape_label(const Outcome& oc) {
   }
   std::string shape = oc.row->point_label();
   if (oc.job.split_keys > 0) shape += format(" split=%d", oc.job.split_keys);
+  if (oc.job.split_keys == kLatencySplitKeys) shape += format(" split=latency:%d", oc.row->timing.split_keys);
   if (oc.row->kind == "prefill" && oc.row->s_q != oc.job.preset->s_q) {
     shape += format(" s_q=%lld", static_cast<long long>(oc.row->s_q));
   }
@@ -248,7 +249,9 @@ int run_bench(const BenchOptions& o) {
     const bench::Preset& p = *job.preset;
     std::fprintf(stderr, "[%zu/%zu] %s %s=%lld%s ...", i + 1, jobs.size(), p.name.c_str(),
                  p.point_name(), static_cast<long long>(job.point),
-                 job.split_keys > 0 ? format(" split=%d", job.split_keys).c_str() : "");
+                 job.split_keys > 0 ? format(" split=%d", job.split_keys).c_str()
+                 : job.split_keys == kLatencySplitKeys ? " split=latency"
+                                                       : "");
     std::fflush(stderr);
     Outcome outcome{job, std::nullopt, {}};
     const Clock::time_point start = Clock::now();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "model1/decode.h"
 #include "model1/error.h"
 #include "model1/version.h"
 
@@ -27,6 +28,30 @@ CLI::Validator integer_at_least(long long min) {
         return std::string();
       },
       min > 0 ? "INT>=" + std::to_string(min) : "INT>=0");
+}
+
+/// --split-keys elements: a split size (>= 64; the library checks the rest) or the word
+/// "latency" (DecodeOptions::split_keys = kLatencySplitKeys, the rule picks per workload).
+CLI::Validator split_keys_value() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (value == "latency") {
+          value = std::to_string(model1::kLatencySplitKeys);
+          return std::string();
+        }
+        size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(value, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != value.size() || (v < 64 && v != model1::kLatencySplitKeys)) {
+          return "expected an integer >= 64 or 'latency', got '" + value + "'";
+        }
+        return std::string();
+      },
+      "INT>=64|latency");
 }
 
 void print_error(const model1::Error& e) {
@@ -79,9 +104,10 @@ int main(int argc, char** argv) {
   bench_cmd
       ->add_option("--split-keys", bench.split_keys,
                    "Decode: keys per split-KV split of the plans, comma-separated, a row each (multiples "
-                   "of 64 in [64, 16384]; default: the library's)")
+                   "of 64 in [64, 16384], or 'latency': the smallest split whose CTAs fit the GPU "
+                   "in one wave, per workload; default: the library's)")
       ->delimiter(',')
-      ->check(integer_at_least(64));
+      ->transform(split_keys_value());
 
   CheckOptions check;
   CLI::App* check_cmd = app.add_subcommand(

@@ -91,4 +91,27 @@ MODEL1_HD RequestSchedule request_schedule(int main_keys, int extra_keys, int sp
   return s;
 }
 
+/// CTAs of one (request, token, split): h_q 8..64 run as one CTA, 128 as two head groups of
+/// 64 (the default kernel configurations; the shared-memory fallback uses 16-head CTAs).
+MODEL1_HD int64_t ctas_per_split(int64_t h_q) { return h_q <= 64 ? 1 : (h_q + 63) / 64; }
+
+/// The latency rule behind DecodeOptions::split_keys = kLatencySplitKeys: the smallest target
+/// chunks per split (1 .. max_split_chunks) whose splits for b * s_q requests of `keys`
+/// candidates each launch at most `num_sms` CTAs, one wave; 0 when even the largest needs more
+/// (the batch fills the GPU: the default's few splits are faster). Targets whose split count
+/// the kMaxSplits cap would cut are skipped: they run as a larger split with empty CTAs.
+/// NOTE: a function of the batch (b): a plan made with it is not batch-invariant across batch
+/// sizes. Measured against every split size on the H200 (docs/PERF.md, ninth session).
+MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int64_t num_sms,
+                                   int max_split_chunks) {
+  const int64_t chunks = keys <= 0 ? 1 : (keys + kChunkKeys - 1) / kChunkKeys;
+  const int64_t ctas = b * s_q * ctas_per_split(h_q);
+  for (int c = 1; c <= max_split_chunks; ++c) {
+    const int64_t splits = (chunks + c - 1) / c;
+    if (splits > kMaxSplits) continue;
+    if (ctas * splits <= num_sms) return c;
+  }
+  return 0;
+}
+
 }  // namespace model1::cuda
