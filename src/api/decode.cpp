@@ -206,7 +206,8 @@ int default_split_keys() {
 
 /// latency_split_keys' rule (cuda::latency_split_chunks), 0 when the batch fills one wave.
 int latency_rule(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int num_sms) {
-  return cuda::latency_split_chunks(b, s_q, h_q, keys, num_sms, kMaxSplitKeys / kSplitKeyStep) * kSplitKeyStep;
+  const int chunks = cuda::latency_split_chunks(b, s_q, h_q, keys, num_sms, kMaxSplitKeys / kSplitKeyStep);
+  return chunks * kSplitKeyStep;
 }
 
 /// options.split_keys validated, 0 resolved to the default (read only for CUDA plans) and
