@@ -339,6 +339,8 @@ int run_bench(const BenchOptions& o) {
     for (const Outcome& oc : outcomes) {
       if (oc.row) {
         rows.push_back(row_json(*oc.row));
+        // NOTE: split_keys holds the resolved size; the rule that chose it is recorded too.
+        if (oc.job.split_keys == kLatencySplitKeys) rows.back()["split_rule"] = "latency";
       } else {
         rows.push_back({{"preset", oc.job.preset->name},
                         {oc.job.preset->is_prefill() ? "s_kv" : "batch", oc.job.point},
