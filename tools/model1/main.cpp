@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "commands.h"
@@ -12,19 +13,26 @@
 
 namespace {
 
+/// `value` as a whole number (all of it), or nullopt.
+std::optional<long long> parse_integer(const std::string& value) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used != value.size()) return std::nullopt;
+  return v;
+}
+
 /// Accepts whole numbers >= `min` (per element for comma lists), with a readable message.
 CLI::Validator integer_at_least(long long min) {
   return CLI::Validator(
       [min](std::string& value) -> std::string {
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(value, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != value.size()) return "expected an integer, got '" + value + "'";
-        if (v < min) return "expected an integer >= " + std::to_string(min) + ", got " + value;
+        const std::optional<long long> v = parse_integer(value);
+        if (!v) return "expected an integer, got '" + value + "'";
+        if (*v < min) return "expected an integer >= " + std::to_string(min) + ", got " + value;
         return std::string();
       },
       min > 0 ? "INT>=" + std::to_string(min) : "INT>=0");
@@ -39,14 +47,8 @@ CLI::Validator split_keys_value() {
           value = std::to_string(model1::kLatencySplitKeys);
           return std::string();
         }
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(value, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != value.size() || (v < 64 && v != model1::kLatencySplitKeys)) {
+        const std::optional<long long> v = parse_integer(value);
+        if (!v || (*v < 64 && *v != model1::kLatencySplitKeys)) {
           return "expected an integer >= 64 or 'latency', got '" + value + "'";
         }
         return std::string();
