@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from . import _C
 from ._api import (DecodePlan, KvCache, decode_kernel_name, dequantize_cache, empty_cache,
-                   plan_decode, prefill_kernel_name, quantize_cache, sparse_decode, sparse_prefill,
-                   store_tokens)
+                   latency_split_keys, plan_decode, prefill_kernel_name, quantize_cache,
+                   sparse_decode, sparse_prefill, store_tokens)
 from ._error import Error
 
 __version__: str = _C.version()
@@ -29,7 +29,6 @@ __version__: str = _C.version()
 DEFAULT_SPLIT_KEYS: int = _C.DEFAULT_SPLIT_KEYS
 #: plan_decode's split_keys asking for latency_split_keys() of the call's shapes and GPU.
 LATENCY_SPLIT_KEYS: int = _C.LATENCY_SPLIT_KEYS
-latency_split_keys = _C.latency_split_keys
 
 __all__ = [
     "Error", "KvCache", "DecodePlan", "empty_cache", "quantize_cache", "store_tokens",

@@ -10,6 +10,7 @@ array library of the main input (NumPy or PyTorch) and returned.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Optional, Tuple
 
 from . import _C
@@ -256,6 +257,26 @@ def _check_split_keys(split_keys: Any, plan: Any) -> None:
     if plan is not None and split_keys != 0:
         raise Error.of("split_keys", "0 when a plan is given (the plan's own split size applies)",
                        str(split_keys))
+
+
+def latency_split_keys(b: int, s_q: int, h_q: int, keys_per_request: int, num_sms: int) -> int:
+    """The split size that minimises a batch's latency by the measured rule (docs/PERF.md): the
+    smallest multiple of 64 keys whose splits of ``b * s_q`` requests of up to
+    ``keys_per_request`` keys (topk + extra_topk) launch at most ``num_sms`` CTAs, one wave
+    (h_q 128 counts two CTAs per split); ``DEFAULT_SPLIT_KEYS`` when one split per request
+    already needs more. ``plan_decode(..., split_keys=LATENCY_SPLIT_KEYS)`` applies it to the
+    call's shapes and GPU. A function of the batch: plans made with different results are not
+    bit-identical. Raises :class:`Error` naming an argument that is not an int >= 1."""
+    values = []
+    for name, v in (("b", b), ("s_q", s_q), ("h_q", h_q), ("keys_per_request", keys_per_request),
+                    ("num_sms", num_sms)):
+        try:
+            if isinstance(v, bool):
+                raise TypeError
+            values.append(operator.index(v))  # ints and integer scalars (numpy, torch)
+        except TypeError:
+            raise Error.of(name, "an int >= 1", repr(v)) from None
+    return _C.latency_split_keys(*values)
 
 
 def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv: Any = None,

@@ -226,6 +226,11 @@ def test_latency_split_keys():
         with pytest.raises(model1.Error) as e:
             rule(**full)
         assert e.value.argument == name
+    assert rule(np.int64(2), np.int32(2), 64, 640, 132) == 64  # integer scalars are ints
+    for bad in (2.0, "2", True, None):
+        with pytest.raises(model1.Error) as e:
+            rule(bad, 2, 64, 640, 132)
+        assert e.value.argument == "b"
 
 
 def test_decode_kernel_name(rng):
