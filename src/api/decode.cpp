@@ -185,7 +185,7 @@ bool same_sig(const DecodePlan::Impl& x, const DecodePlan::Impl& y) {
          x.has_extra_topk_length == y.has_extra_topk_length;
 }
 
-constexpr int kSplitKeyStep = 64;         // the split granularity (one kernel chunk of keys)
+constexpr int kSplitKeyStep = cuda::kChunkKeys;  // the split granularity (one kernel chunk of keys)
 constexpr int kMaxSplitKeys = 256 * 64;  // 16384
 
 /// The default keys per split: kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS (1..256) chunks

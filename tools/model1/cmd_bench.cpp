@@ -100,13 +100,20 @@ nlohmann::json row_json(const bench::ResultRow& r) {
   return j;
 }
 
+/// " split=K" for a requested split size, " split=latency:K" for the latency rule (K: the size
+/// the plan resolved it to, once known), "" for the default.
+std::string split_suffix(int requested, int resolved) {
+  if (requested > 0) return format(" split=%d", requested);
+  if (requested != kLatencySplitKeys) return std::string();
+  return resolved > 0 ? format(" split=latency:%d", resolved) : std::string(" split=latency");
+}
+
 std::string shape_label(const Outcome& oc) {
   if (!oc.row) {
     return format("%s=%lld", oc.job.preset->point_name(), static_cast<long long>(oc.job.point));
   }
   std::string shape = oc.row->point_label();
-  if (oc.job.split_keys > 0) shape += format(" split=%d", oc.job.split_keys);
-  if (oc.job.split_keys == kLatencySplitKeys) shape += format(" split=latency:%d", oc.row->timing.split_keys);
+  shape += split_suffix(oc.job.split_keys, oc.row->timing.split_keys);
   if (oc.row->kind == "prefill" && oc.row->s_q != oc.job.preset->s_q) {
     shape += format(" s_q=%lld", static_cast<long long>(oc.row->s_q));
   }
@@ -249,9 +256,7 @@ int run_bench(const BenchOptions& o) {
     const bench::Preset& p = *job.preset;
     std::fprintf(stderr, "[%zu/%zu] %s %s=%lld%s ...", i + 1, jobs.size(), p.name.c_str(),
                  p.point_name(), static_cast<long long>(job.point),
-                 job.split_keys > 0 ? format(" split=%d", job.split_keys).c_str()
-                 : job.split_keys == kLatencySplitKeys ? " split=latency"
-                                                       : "");
+                 split_suffix(job.split_keys, 0).c_str());
     std::fflush(stderr);
     Outcome outcome{job, std::nullopt, {}};
     const Clock::time_point start = Clock::now();

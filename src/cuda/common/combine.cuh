@@ -27,7 +27,9 @@ struct CombineTraits {
   static constexpr int kLatencyBatch = 8;
   static constexpr int kThroughputBatch = 1;
   static constexpr int64_t kLatencyRows = 2048;
-  __host__ __device__ static int64_t rows(const DecodeParams& p) { return static_cast<int64_t>(p.b) * p.s_q * p.h_q; }
+  __host__ __device__ static int64_t rows(const DecodeParams& p) {
+    return static_cast<int64_t>(p.b) * p.s_q * p.h_q;
+  }
   /// The combine grid of a call: one warp per (request, token, head) row.
   static unsigned blocks(const DecodeParams& p) {
     return static_cast<unsigned>((rows(p) + kRowsPerBlock - 1) / kRowsPerBlock);
