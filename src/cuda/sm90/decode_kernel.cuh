@@ -624,6 +624,75 @@ struct ConsumerCtx {
   }
 };
 
+/// S = Q K^T of one 64-key tile (wgmma m64n64k16 over every 64-column block; Q at q_base, the
+/// key tile at k_addr), issued and committed as one group; the caller waits for it.
+template <class T>
+__device__ __forceinline__ void issue_qk(uint32_t q_base, uint32_t k_base, float (&s)[T::kBlockN / 2]) {
+  const uint32_t k_addr = ptx::opaque(k_base);
+  const uint32_t q_addr = ptx::opaque(q_base);
+#pragma unroll
+  for (int e = 0; e < T::kBlockN / 2; ++e) s[e] = 0.0f;
+  ptx::wgmma_fence();
+  // NOTE: fully unrolled, the descriptors stepped through a volatile move (opaque64): a
+  // loop over column blocks made ptxas insert a warpgroup.arrive per iteration, and plain
+  // unrolled descriptors get hoisted into registers the accumulators need.
+  uint64_t da = ptx::smem_desc_sw128(q_addr, 16, 1024);
+  uint64_t db = ptx::smem_desc_sw128(k_addr, 16, 1024);
+#pragma unroll
+  for (int cb = 0; cb < T::kColBlocks; ++cb) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
+      ptx::wgmma_m64n64k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
+      const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
+      da = ptx::opaque64(ptx::desc_advance(da, step));
+      db = ptx::opaque64(ptx::desc_advance(db, step));
+    }
+  }
+  ptx::wgmma_commit();
+}
+
+/// This thread's validity flags of stage `stage`'s chunk (keys 8 nb + 2 (lane % 4) + e at byte
+/// 2 nb + e), read from shared memory when the chunk's tile is known full, before its S
+/// completes.
+template <class T>
+__device__ __forceinline__ void load_valid_flags(const Smem<T>& sm, int stage, uint32_t (&flags)[T::kBlockN / 16]) {
+  const uint8_t* valid = sm.valid(stage) + 2 * (threadIdx.x % 4);
+#pragma unroll
+  for (int k = 0; k < T::kBlockN / 16; ++k) {
+    const uint32_t lo = *reinterpret_cast<const uint16_t*>(valid + 16 * k);
+    const uint32_t hi = *reinterpret_cast<const uint16_t*>(valid + 16 * k + 8);
+    flags[k] = lo | (hi << 16);
+  }
+}
+
+/// Invalid keys' logits of S -> -inf (select, never multiply), and mx = the row maxima of this
+/// thread's rows r0, r0 + 8 over the warpgroup, times scale_log2. NOTE: scale_log2 > 0
+/// (sm_scale is validated > 0) and rounding is monotonic, so fl(max(s) * scale) is the maximum
+/// of the scaled logits; the caller fuses the scale into exp2's argument.
+template <class T>
+__device__ __forceinline__ void masked_row_max(float (&s)[T::kBlockN / 2], const uint32_t (&flags)[T::kBlockN / 16],
+                                               float scale_log2, float (&mx)[2]) {
+  mx[0] = -INFINITY;
+  mx[1] = -INFINITY;
+#pragma unroll
+  for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const bool ok = ((flags[nb / 2] >> (16 * (nb % 2) + 8 * e)) & 0xffu) != 0;
+      s[4 * nb + e] = ok ? s[4 * nb + e] : -INFINITY;
+      s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] : -INFINITY;
+      mx[0] = fmaxf(mx[0], s[4 * nb + e]);
+      mx[1] = fmaxf(mx[1], s[4 * nb + 2 + e]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    mx[r] *= scale_log2;
+  }
+}
+
 /// WG 1 of consume_chunks: P V for value columns 256..511.
 template <class T, bool kFenceAfterFull>
 __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chunks, float (&o)[T::kDimsPerConsumer / 2],
@@ -672,44 +741,12 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
   const uint32_t q_base = ptx::smem_addr(sm.q());
   float s[T::kBlockN / 2];  // S: 64 heads x 64 keys over the warpgroup
   uint32_t pa[T::kBlockN / 16][4];  // P as the A fragments of the 4 k-steps of P V
-  auto issue_s = [&](int stage) {
-    const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(stage)));
-    const uint32_t q_addr = ptx::opaque(q_base);
-#pragma unroll
-    for (int e = 0; e < T::kBlockN / 2; ++e) s[e] = 0.0f;
-    ptx::wgmma_fence();
-    // NOTE: fully unrolled, the descriptors stepped through a volatile move (opaque64): a
-    // loop over column blocks made ptxas insert a warpgroup.arrive per iteration, and plain
-    // unrolled descriptors get hoisted into registers the accumulators need.
-    uint64_t da = ptx::smem_desc_sw128(q_addr, 16, 1024);
-    uint64_t db = ptx::smem_desc_sw128(k_addr, 16, 1024);
-#pragma unroll
-    for (int cb = 0; cb < T::kColBlocks; ++cb) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
-        ptx::wgmma_m64n64k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
-        const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
-        da = ptx::opaque64(ptx::desc_advance(da, step));
-        db = ptx::opaque64(ptx::desc_advance(db, step));
-      }
-    }
-    ptx::wgmma_commit();
-  };
+  auto issue_s = [&](int stage) { issue_qk<T>(q_base, ptx::smem_addr(sm.k(stage)), s); };
 
   PipelineState<T::kStages> ps = pipe.ps;
   const uint32_t h0 = pipe.handovers;
-  // This thread's validity flags of the chunk (keys 8 nb + 2 (lane % 4) + e at byte 2 nb + e),
-  // read from shared memory when the chunk's tile is known full, before its S completes.
   uint32_t flags[T::kBlockN / 16];
-  auto load_flags = [&](int stage) {
-    const uint8_t* valid = sm.valid(stage) + 2 * (cx.lane % 4);
-#pragma unroll
-    for (int k = 0; k < T::kBlockN / 16; ++k) {
-      const uint32_t lo = *reinterpret_cast<const uint16_t*>(valid + 16 * k);
-      const uint32_t hi = *reinterpret_cast<const uint16_t*>(valid + 16 * k + 8);
-      flags[k] = lo | (hi << 16);
-    }
-  };
+  auto load_flags = [&](int stage) { load_valid_flags<T>(sm, stage, flags); };
   if (num_chunks > 0) {
     cx.wait_full(ps);
     issue_s(ps.stage);
@@ -725,28 +762,12 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
       if (c + 1 == num_chunks) ptx::mbarrier_arrive(q_empty_bar);
     }
 
-    // ---- mask (select, never multiply) and the row maxima, on the unscaled logits ----
-    // NOTE: scale_log2 > 0 (sm_scale is validated > 0) and rounding is monotonic, so
-    // fl(max(s) * scale) is the maximum of the scaled logits; the scale is applied once per
-    // row here and fused into exp2's argument below.
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const bool ok = ((flags[nb / 2] >> (16 * (nb % 2) + 8 * e)) & 0xffu) != 0;
-        s[4 * nb + e] = ok ? s[4 * nb + e] : -INFINITY;
-        s[4 * nb + 2 + e] = ok ? s[4 * nb + 2 + e] : -INFINITY;
-        mx[0] = fmaxf(mx[0], s[4 * nb + e]);
-        mx[1] = fmaxf(mx[1], s[4 * nb + 2 + e]);
-      }
-    }
+    // ---- mask and the row maxima, on the unscaled logits (the scale fused into exp2) ----
+    float mx[2];
+    masked_row_max<T>(s, flags, scale_log2, mx);
     float alpha[2], m_use[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      mx[r] *= scale_log2;
       const float m_new = fmaxf(m[r], mx[r]);
       // NOTE: while no valid key was seen m stays -inf; subtracting 0 keeps exp2 at 0.
       m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
