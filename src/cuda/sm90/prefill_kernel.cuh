@@ -144,19 +144,64 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, int64
   ptx::cp_async_wait_all();  // no copy outlives its thread
 }
 
-/// The outputs of work item `it` from a consumer warpgroup's unnormalised O, row maxima m and
-/// partial sums l (consume_chunks): out (its 256 columns), and from WG 0 max_logits and lse.
+/// The row statistics' handover barriers (PrefillTraits::kStatsBarOffset): WG 0 published an
+/// item's row maxima and sums; WG 1 has read them.
+template <class T>
+__device__ __forceinline__ uint32_t stats_full_bar(const Smem<T>& sm) {
+  return ptx::smem_addr(sm.at(T::kStatsBarOffset));
+}
+template <class T>
+__device__ __forceinline__ uint32_t stats_empty_bar(const Smem<T>& sm) {
+  return ptx::smem_addr(sm.at(T::kStatsBarOffset + 8));
+}
+
+/// After the loop of this CTA's n-th work item: WG 0 sums its lanes' row sums and hands its row
+/// maxima and sums to WG 1 through shared memory without waiting for WG 1, so it runs on into
+/// the next item while WG 1 finishes its last P V (it waits only before overwriting the
+/// statistics WG 1 has not read yet, an item later); WG 1 waits for them. On return both hold
+/// the totals of rows r0, r0 + 8.
+template <class T, int kWg>
+__device__ __forceinline__ void hand_row_stats(const Smem<T>& sm, float (&m)[2], float (&l)[2], uint32_t n) {
+  const int lane = threadIdx.x % 32;
+  const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;
+  if constexpr (kWg == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    if (n > 0) ptx::mbarrier_wait(stats_empty_bar(sm), (n - 1u) & 1u);
+    if (lane % 4 == 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        sm.red_max(0)[r0 + 8 * r] = m[r];
+        sm.red_sum(0)[r0 + 8 * r] = l[r];
+      }
+    }
+    ptx::mbarrier_arrive(stats_full_bar(sm));
+  } else {
+    ptx::mbarrier_wait(stats_full_bar(sm), n & 1u);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      m[r] = sm.red_max(0)[r0 + 8 * r];
+      l[r] = sm.red_sum(0)[r0 + 8 * r];
+    }
+    ptx::mbarrier_arrive(stats_empty_bar(sm));
+  }
+}
+
+/// The outputs of work item `it` (this CTA's n-th) from a consumer warpgroup's unnormalised O
+/// and WG 0's row maxima m and partial sums l (consume_chunks): out (its 256 columns), and from
+/// WG 0 max_logits and lse.
 template <class T, int kWg>
 __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const PrefillParams& p, const PrefillItem& it,
-                                                 const float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
-                                                 float (&l)[2], const float (&sink)[2]) {
+                                                 uint32_t n, const float (&o)[T::kDimsPerConsumer / 2],
+                                                 float (&m)[2], float (&l)[2], const float (&sink)[2]) {
   constexpr int wg = kWg;
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;
   const int i = it.i, g = it.g;
-  publish_row_stats<T>(sm, m, l);
-  // NOTE: both warpgroups have read the statistics before the next item publishes its own.
-  ptx::named_barrier_sync(T::kBarrierStatsRead, T::kConsumerThreads);
+  hand_row_stats<T, kWg>(sm, m, l, n);
   float factor[2];
   bool empty[2];
 #pragma unroll
@@ -206,12 +251,12 @@ __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const Prefil
 /// chunks (WG 0 waits for its Q tile first), then out (its 256 columns), max_logits and lse.
 template <class T, int kWg>
 __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int64_t num_items) {
-  constexpr int wg = kWg;
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
 
   ConsumerPipe<T::kStages> pipe;
   uint32_t q_uses = 0;
+  uint32_t n = 0;  // work items of this CTA so far
   for (int64_t w = blockIdx.x; w < num_items; w += gridDim.x) {
     const PrefillItem it = prefill_item<T>(p, w);
     float o[T::kDimsPerConsumer / 2];
@@ -225,13 +270,13 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int64
       sink[0] = __ldg(p.attn_sink + it.g * T::kRows + r0);
       sink[1] = __ldg(p.attn_sink + it.g * T::kRows + r0 + 8);
     }
-    if (wg == 0 && it.num_chunks > 0) {
+    if (kWg == 0 && it.num_chunks > 0) {
       ptx::mbarrier_wait(q_full_bar(sm), q_uses & 1u);
       ptx::fence_proxy_async_smem();  // cp.async writes -> wgmma operand reads
       ++q_uses;
     }
     consume_chunks<T, kWg, true, true>(sm, p.scale_log2, it.num_chunks, o, m, l, pipe, q_empty_bar(sm));
-    prefill_epilogue<T, kWg>(sm, p, it, o, m, l, sink);
+    prefill_epilogue<T, kWg>(sm, p, it, n++, o, m, l, sink);
   }
 }
 
@@ -246,6 +291,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
     init_pipeline_barriers<T>(sm, T::kFullArrivals);
     ptx::mbarrier_init(q_full_bar(sm), T::kQFullArrivals);
     ptx::mbarrier_init(q_empty_bar(sm), 128);  // WG 0's threads
+    ptx::mbarrier_init(stats_full_bar(sm), 128);
+    ptx::mbarrier_init(stats_empty_bar(sm), 128);
     ptx::fence_mbarrier_init();
   }
   __syncthreads();

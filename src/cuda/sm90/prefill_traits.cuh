@@ -63,7 +63,7 @@ struct PrefillTraits {
   static constexpr int kPOffset = kKOffset + kStages * kTileBytes;
   static constexpr int kValidOffset = kPOffset + kBlockBytes;
   // Row statistics, [2][64] f32 each: red_max(0) / red_sum(0) carry WG 0's row maxima and
-  // sums to WG 1 after the loop (publish_row_stats); red_max(1) is the per-chunk rescale
+  // sums to WG 1 after the loop (hand_row_stats); red_max(1) is the per-chunk rescale
   // factor WG 0 hands to WG 1; red_sum(1) is unused since the role split (kept: same layout).
   static constexpr int kRedMaxOffset = kValidOffset + kStages * kBlockN;
   static constexpr int kRedSumOffset = kRedMaxOffset + kConsumerWarpgroups * kRows * 4;
@@ -73,7 +73,9 @@ struct PrefillTraits {
   // The persistent CTA's Q tile: q_full (the producer copied a work item's Q), q_empty (WG 0's
   // last S of the work item complete).
   static constexpr int kQBarOffset = kBarOffset + kBarBytes;
-  static constexpr int kUsedBytes = kQBarOffset + 2 * 8;
+  // The row statistics' handover from WG 0 to WG 1 after an item: stats_full, stats_empty.
+  static constexpr int kStatsBarOffset = kQBarOffset + 2 * 8;
+  static constexpr int kUsedBytes = kStatsBarOffset + 2 * 8;
   static constexpr int kAlign = 1024;
   static constexpr int kSmemBytes = kUsedBytes + kAlign;
   static constexpr int kMaxSmemBytes = 227 * 1024;
@@ -86,11 +88,6 @@ struct PrefillTraits {
   // (after its validity flags) and one when its cp.async pieces have landed.
   static constexpr int kFullArrivals = 2 * kProducerThreads;
   static constexpr int kQFullArrivals = 2 * kProducerThreads;  // the same for the Q tile
-
-  // Named barriers among the two consumer warpgroups: the row statistics published
-  // (publish_row_stats), then read (before the next work item may publish its own).
-  static constexpr int kBarrierMax = 1;
-  static constexpr int kBarrierStatsRead = 2;
 };
 
 }  // namespace model1::cuda::sm90
