@@ -625,7 +625,7 @@ struct ConsumerCtx {
 };
 
 /// S = Q K^T of one 64-key tile (wgmma m64n64k16 over every 64-column block; Q at q_base, the
-/// key tile at k_addr), issued and committed as one group; the caller waits for it.
+/// key tile at k_base), issued and committed as one group; the caller waits for it.
 template <class T>
 __device__ __forceinline__ void issue_qk(uint32_t q_base, uint32_t k_base, float (&s)[T::kBlockN / 2]) {
   const uint32_t k_addr = ptx::opaque(k_base);
