@@ -65,7 +65,7 @@ struct DecodeTraits {
   // cluster one lane per warp also expects the bytes the partner's warp copies here).
   static constexpr int kFullArrivals = kProducerThreads;
   static constexpr int kProducerBatch = 2;  // V3.2: keys whose loads a warp has in flight
-  static constexpr int kProducerGroup = kCluster == 2 ? 2 : 1;  // MODEL1: keys a warp converts together
+  static constexpr int kProducerGroup = 2;  // MODEL1: keys a warp converts together
   // NOTE: registers: 65536 / 512 threads = 128 per thread at launch. The producers give
   // registers back and the consumers take them (setmaxnreg; ptxas compiles each role under its
   // own budget, but checks every single instruction against the launch bound: hence P V in
@@ -73,12 +73,16 @@ struct DecodeTraits {
   // also S, P and the softmax state; a producer's budget bounds how many keys it converts or
   // keeps in flight at once (kProducerGroup, kProducerBatch; larger ones spill).
   // NOTE: ptxas's allocation under these budgets is not monotonic: these are splits of the
-  // whole launch allocation where neither format spills (neighbouring ones spill 4 to 104
-  // bytes; the build fails on spills). MODEL1's producer (bulk-copy ring) needs 64.
+  // whole launch allocation where neither format spills (neighbouring ones spill 4 to 1800
+  // bytes; the build fails on spills). MODEL1: since WG 0 no longer holds S and P at once (the
+  // next S is issued after P V completes), WG 0 fits in 208 and WG 1 in 160, and the
+  // producers 72 (64 before): the 128-head presets 7-8% faster, two keys converted together
+  // at 64 heads too (they spilled at 64) 1-2% (PERF.md). V3.2's producers, through registers,
+  // measured the same at 64 / 216 / 160 and keep their split.
   static constexpr bool kModel1 = F::kStageScaleBytes > 0;
-  static constexpr int kProducerRegs = kModel1 ? 64 : 56;
-  static constexpr int kSoftmaxRegs = kModel1 ? 216 : 232;  // WG 0: O (128), S (32), P fragments (16), state
-  static constexpr int kPvRegs = 168;                       // WG 1: O (128), addresses
+  static constexpr int kProducerRegs = kModel1 ? 72 : 56;
+  static constexpr int kSoftmaxRegs = kModel1 ? 208 : 232;  // WG 0: O (128), S (32) or P fragments (16), state
+  static constexpr int kPvRegs = kModel1 ? 160 : 168;       // WG 1: O (128), addresses
   // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the
   // launch allocation (65536 / threads, rounded down to 8) must cover every budget, or the
   // consumers wait for registers forever.
