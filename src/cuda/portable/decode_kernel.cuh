@@ -490,36 +490,55 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     float acc[4][4];
 #pragma unroll
     for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
-    const uint16_t* q_half = cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8 + kh * kHalf;
-    const uint16_t* k_half = cta.sK + ((part & 1) * 32 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
-                             ((lane >> 3) & 1) * 8 + kh * kHalf;
+    // NOTE: 32-bit shared addresses stepped by immediates (2 x 16 elements a k-step): generic
+    // row pointers cost registers the sm_80 build did not have (it spilled).
+    const uint32_t q_addr =
+        ptx::smem_addr(cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8 + kh * kHalf);
+    const uint32_t k_addr = ptx::smem_addr(cta.sK + ((part & 1) * 32 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
+                                           ((lane >> 3) & 1) * 8 + kh * kHalf);
 #pragma unroll(T::kSUnroll)
     for (int kk = 0; kk < kHalf / 16; ++kk) {
       uint32_t a[4];
-      ptx::ldmatrix_x4(a, q_half + kk * 16);
+      ptx::ldmatrix_x4_at(a, q_addr + kk * 32);
 #pragma unroll
       for (int np = 0; np < 2; ++np) {
         uint32_t b[4];
-        ptx::ldmatrix_x4(b, k_half + np * 16 * T::kKStride + kk * 16);
+        ptx::ldmatrix_x4_at(b, k_addr + np * 32 * T::kKStride + kk * 32);
         ptx::mma_m16n8k16_bf16_f32(acc[2 * np], a, b[0], b[1]);
         ptx::mma_m16n8k16_bf16_f32(acc[2 * np + 1], a, b[2], b[3]);
       }
     }
     // Keep the tiles of quarter kh, send the other quarter's to the partner warp (part ^ 2).
+    // NOTE: a warp-uniform branch per half (no per-element selects keeping both alive).
+    // The partner warp (part ^ 2) is warp + 2 when kh == 0, warp - 2 otherwise: its buffer is
+    // at a fixed offset from this warp's in each branch.
     float* x_out = cta.sXchg + warp * 256;
+    if (kh == 0) {
+      const float* x_in = x_out + 2 * 256;
 #pragma unroll
-    for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < 2; ++t) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = kh == 0 ? acc[2 + t][e] : acc[t][e];
-    }
-    sync_row_group<T>(rg);  // the partner's half of this warp's quarter
-    const float* x_in = cta.sXchg + (warp ^ 2) * 256;
+        for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = acc[2 + t][e];
+      }
+      sync_row_group<T>(rg);  // the partner's half of this warp's quarter
 #pragma unroll
-    for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < 2; ++t) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
         // NOTE: two terms: a + b == b + a exactly, so both halves of the pair agree bitwise.
-        s[t][e] = (kh == 0 ? acc[t][e] : acc[2 + t][e]) + x_in[(t * 4 + e) * 32 + lane];
+        for (int e = 0; e < 4; ++e) s[t][e] = acc[t][e] + x_in[(t * 4 + e) * 32 + lane];
+      }
+    } else {
+      const float* x_in = x_out - 2 * 256;
+#pragma unroll
+      for (int t = 0; t < 2; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = acc[t][e];
+      }
+      sync_row_group<T>(rg);
+#pragma unroll
+      for (int t = 0; t < 2; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[t][e] = acc[2 + t][e] + x_in[(t * 4 + e) * 32 + lane];
       }
     }
   } else {
@@ -707,6 +726,28 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
   }
 }
 
+/// What CTA `bid` of the split kernel computes: (request i, token j, split, head group g) and
+/// its request's schedule.
+struct CtaWork {
+  int g, split, j, i;
+  int main_keys;
+  RequestSchedule sched;
+};
+__device__ __forceinline__ CtaWork cta_work(const DecodeParams& p, uint32_t block) {
+  CtaWork w;
+  int64_t bid = block;
+  w.g = static_cast<int>(bid % p.num_head_groups);
+  bid /= p.num_head_groups;
+  w.split = static_cast<int>(bid % p.max_splits);
+  bid /= p.max_splits;
+  w.j = static_cast<int>(bid % p.s_q);
+  w.i = static_cast<int>(bid / p.s_q);
+  w.main_keys = clamp_length(p.topk_length, w.i, p.topk);
+  const int extra_keys = p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, w.i, p.extra_topk) : 0;
+  w.sched = request_schedule(w.main_keys, extra_keys, p.split_chunks);
+  return w;
+}
+
 /// The split kernel. Grid: b * s_q * max_splits * num_head_groups CTAs (an upper bound from
 /// the shapes); CTAs whose split is past their request's schedule exit at once.
 template <class T>
@@ -714,18 +755,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
   extern __shared__ __align__(16) uint8_t smem[];
   DecodeCta<T> cta(smem);
 
-  int64_t bid = blockIdx.x;
-  const int g = static_cast<int>(bid % p.num_head_groups);
-  bid /= p.num_head_groups;
-  const int split = static_cast<int>(bid % p.max_splits);
-  bid /= p.max_splits;
-  const int j = static_cast<int>(bid % p.s_q);
-  const int i = static_cast<int>(bid / p.s_q);
-
-  const int main_keys = clamp_length(p.topk_length, i, p.topk);
-  const int extra_keys =
-      p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, i, p.extra_topk) : 0;
-  const RequestSchedule sched = request_schedule(main_keys, extra_keys, p.split_chunks);
+  const CtaWork w = cta_work(p, blockIdx.x);
+  const int g = w.g, split = w.split, j = w.j, i = w.i;
+  const int main_keys = w.main_keys;
+  const RequestSchedule sched = w.sched;
   if (split >= sched.num_splits) return;
   const int chunk_begin = split * sched.chunks_per_split;
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
@@ -821,8 +854,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
   }
   __syncthreads();
 
+  // NOTE: the CTA's coordinates and schedule computed again (from a fresh read of ctaid): kept
+  // alive across the chunk loop, they cost the 64-head sm_80 build spilled registers.
+  const CtaWork we = cta_work(p, ptx::ctaid_x_fresh());
   const int dim_base = pv_part * T::kDimsPerWarp;
-  const bool direct = sched.num_splits == 1;
+  const bool direct = we.sched.num_splits == 1;
 #pragma unroll
   for (int mr = 0; mr < 2 * T::kPvM; ++mr) {
     const int mt = mr / 2, r = mr % 2;  // m tile of the PV group, row half
@@ -832,10 +868,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
     for (int q = 0; q < T::kParts; ++q) {
       l_total += cta.sRedSum[(row_group * T::kParts + q) * 16 + r0 + 8 * r];
     }
-    const int h = g * T::kRows + row_group * 16 + r0 + 8 * r;
+    const int h = we.g * T::kRows + row_group * 16 + r0 + 8 * r;
     if (h >= p.h_q) continue;
     write_decode_row<T::kOTiles>(
-        p, i, j, h, split, direct, st.m[mt][r], l_total, pv_part == 0 && (lane & 3) == 0,
+        p, we.i, we.j, h, we.split, direct, st.m[mt][r], l_total, pv_part == 0 && (lane & 3) == 0,
         [&](int t) { return dim_base + t * 8 + 2 * (lane & 3); },
         [&](int t) { return make_float2(st.o[mt][t][2 * r], st.o[mt][t][2 * r + 1]); });
   }

@@ -8,7 +8,7 @@
 #include "model1/kv_format.h"
 
 #ifndef MODEL1_DECODE_SPLITK
-#define MODEL1_DECODE_SPLITK 0
+#define MODEL1_DECODE_SPLITK 1
 #endif
 
 namespace model1::cuda::portable {
@@ -89,12 +89,17 @@ struct DecodeTraits {
   static constexpr int kDimsPerWarp = kDV / kPvWarps;      // O columns per warp
   static constexpr int kOTiles = kDimsPerWarp / 8;         // m16n8 tiles of O per warp and m tile
   static constexpr int kThreadsPerKey = kThreads / kBlockN;
-  // k-steps of the split-K S = Q K^T loop unrolled together: fewer under the 128-register cap
-  // of 16 warps. (The other S loop is software-pipelined in compute_chunk.)
-  static constexpr int kSUnroll = kThreads > 256 ? 2 : 4;
+  // k-steps of the split-K S = Q K^T loop unrolled together (the other S loop is
+  // software-pipelined in compute_chunk). NOTE: under the 128-register cap of 16 warps ptxas's
+  // allocation is not monotonic in this: 16 (the whole d_qk half at 512, 16 + 2 at 576) is the
+  // count at which neither format spills in the sm_80 nor the sm_90 machine code; 1, 2, 4 and 8
+  // spill 4-40 bytes in one of them.
+  static constexpr int kSUnroll = 16;
   // NOTE: S = Q K^T split along d_qk inside each row group (4 parts = 2 key halves x 2 d_qk
   // halves): each Q fragment feeds 4 mma instead of 2 (a quarter less ldmatrix traffic in S);
-  // the two d_qk halves of a 16-key quarter meet through shared memory.
+  // the two d_qk halves of a 16-key quarter meet through shared memory. On by default since the
+  // twelfth session: 5% faster on model1-c1..c4 (PERF.md); MODEL1_DECODE_SPLITK=0 at build
+  // time restores the unsplit loop.
   static constexpr bool kSplitK = MODEL1_DECODE_SPLITK && kRowGroups_ == 4 && kThreads == 512;
 
   // NOTE: 16 bytes of padding per shared row: row pitches become odd multiples of 16 bytes,

@@ -41,11 +41,27 @@ __device__ __forceinline__ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/// %ctaid.x read by a volatile instruction: values derived from it are computed again where it
+/// is called instead of being kept alive from an earlier read (register pressure).
+__device__ __forceinline__ uint32_t ctaid_x_fresh() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(r));
+  return r;
+}
+
 /// Four 8x8 b16 matrices from shared memory; lane l gives the row address of matrix l / 8.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(smem_row))
+               : "memory");
+}
+
+/// As ldmatrix_x4, the row address given as a 32-bit shared-window address (smem_addr).
+__device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], uint32_t smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_row)
                : "memory");
 }
 
