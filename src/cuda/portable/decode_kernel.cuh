@@ -156,7 +156,7 @@ struct DecodeCta {
   float* sRedSum;        // [kWarps, 16]
   uint8_t* sValid;       // [kBlockN] validity of the keys in sK
   uint8_t* sStageValid;  // [kBlockN] validity of the keys in the staging buffer
-  float* sXchg;          // [kWarps, 2, 4, 32] split-K halves of S (kSplitK only)
+  float* sXchg;          // [kWarps, kOwnTiles, 4, 32] split-K halves of S (kSplitK only)
 
   __device__ explicit DecodeCta(uint8_t* smem)
       : sQ(reinterpret_cast<uint16_t*>(smem + T::kQOffset)),
@@ -474,8 +474,10 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
                                               float scale_log2) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int rg = warp / T::kParts, part = warp % T::kParts;
-  // Split-K: this warp's 16 final keys are quarter 2 * (part & 1) + (part >> 1).
-  const int key_base = T::kSplitK ? (part & 1) * 32 + (part >> 1) * 16 : part * T::kKeysPerWarp;
+  // Split-K: warp part = kh * kKeyGroups + kg accumulates the keys of group kg over d_qk half
+  // kh, then keeps half of them: its final keys start at kg * (8 kLoopTiles) + kh * kKeysPerWarp.
+  const int key_base = T::kSplitK ? (part % T::kKeyGroups) * 8 * T::kLoopTiles + (part / T::kKeyGroups) * T::kKeysPerWarp
+                                  : part * T::kKeysPerWarp;
   const int pg = warp / T::kPvWarps, pv_part = warp % T::kPvWarps;
   const int mt_s = rg - pg * T::kPvM;  // the S row group's m tile inside the PV group
 
@@ -484,61 +486,61 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
 #pragma unroll
   for (int t = 0; t < T::kSTiles; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
   if constexpr (T::kSplitK) {
-    // Warp (rg, part): keys kh_keys = 32 * (part & 1) .. + 32, d_qk half kh = part >> 1.
-    const int kh = part >> 1;
+    // Warp (rg, part): key group kg = part % kKeyGroups (8 kLoopTiles keys), d_qk half kh.
+    constexpr int kG = T::kKeyGroups, kL = T::kLoopTiles, kOwn = T::kOwnTiles;
+    const int kh = part / kG, kg = part % kG;
     constexpr int kHalf = T::kDQk / 2;
-    float acc[4][4];
+    float acc[kL][4];
 #pragma unroll
-    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+    for (int t = 0; t < kL; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
     // NOTE: 32-bit shared addresses stepped by immediates (2 x 16 elements a k-step): generic
     // row pointers cost registers the sm_80 build did not have (it spilled).
     const uint32_t q_addr =
         ptx::smem_addr(cta.sQ + (rg * 16 + (lane & 15)) * T::kQStride + (lane >> 4) * 8 + kh * kHalf);
-    const uint32_t k_addr = ptx::smem_addr(cta.sK + ((part & 1) * 32 + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
+    const uint32_t k_addr = ptx::smem_addr(cta.sK + (kg * 8 * kL + ((lane >> 4) << 3) + (lane & 7)) * T::kKStride +
                                            ((lane >> 3) & 1) * 8 + kh * kHalf);
 #pragma unroll(T::kSUnroll)
     for (int kk = 0; kk < kHalf / 16; ++kk) {
       uint32_t a[4];
       ptx::ldmatrix_x4_at(a, q_addr + kk * 32);
 #pragma unroll
-      for (int np = 0; np < 2; ++np) {
+      for (int np = 0; np < kL / 2; ++np) {
         uint32_t b[4];
         ptx::ldmatrix_x4_at(b, k_addr + np * 32 * T::kKStride + kk * 32);
         ptx::mma_m16n8k16_bf16_f32(acc[2 * np], a, b[0], b[1]);
         ptx::mma_m16n8k16_bf16_f32(acc[2 * np + 1], a, b[2], b[3]);
       }
     }
-    // Keep the tiles of quarter kh, send the other quarter's to the partner warp (part ^ 2).
+    // Keep tiles kh * kOwn .. of the group, send the others to the partner warp (the same
+    // key group, the other d_qk half: part +- kKeyGroups, a fixed offset in each branch).
     // NOTE: a warp-uniform branch per half (no per-element selects keeping both alive).
-    // The partner warp (part ^ 2) is warp + 2 when kh == 0, warp - 2 otherwise: its buffer is
-    // at a fixed offset from this warp's in each branch.
-    float* x_out = cta.sXchg + warp * 256;
+    float* x_out = cta.sXchg + warp * (kOwn * 4 * 32);
     if (kh == 0) {
-      const float* x_in = x_out + 2 * 256;
+      const float* x_in = x_out + kG * (kOwn * 4 * 32);
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < kOwn; ++t) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = acc[2 + t][e];
+        for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = acc[kOwn + t][e];
       }
-      sync_row_group<T>(rg);  // the partner's half of this warp's quarter
+      sync_row_group<T>(rg);  // the partner's half of this warp's keys
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < kOwn; ++t) {
 #pragma unroll
         // NOTE: two terms: a + b == b + a exactly, so both halves of the pair agree bitwise.
         for (int e = 0; e < 4; ++e) s[t][e] = acc[t][e] + x_in[(t * 4 + e) * 32 + lane];
       }
     } else {
-      const float* x_in = x_out - 2 * 256;
+      const float* x_in = x_out - kG * (kOwn * 4 * 32);
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < kOwn; ++t) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) x_out[(t * 4 + e) * 32 + lane] = acc[t][e];
       }
       sync_row_group<T>(rg);
 #pragma unroll
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < kOwn; ++t) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) s[t][e] = acc[2 + t][e] + x_in[(t * 4 + e) * 32 + lane];
+        for (int e = 0; e < 4; ++e) s[t][e] = acc[kOwn + t][e] + x_in[(t * 4 + e) * 32 + lane];
       }
     }
   } else {

@@ -100,7 +100,17 @@ struct DecodeTraits {
   // the two d_qk halves of a 16-key quarter meet through shared memory. On by default since the
   // twelfth session: 5% faster on model1-c1..c4 (PERF.md); MODEL1_DECODE_SPLITK=0 at build
   // time restores the unsplit loop.
-  static constexpr bool kSplitK = MODEL1_DECODE_SPLITK && kRowGroups_ == 4 && kThreads == 512;
+  // The 16- and 32-row configurations (8 warps per row group, 8 keys each) split the same way:
+  // 4 key quarters x 2 d_qk halves, each Q fragment then feeding 2 mma instead of 1.
+  // Not in V3.2's compact configuration: its 4 KiB exchange buffer would pass the 99 KiB.
+  static constexpr bool kSplitK = MODEL1_DECODE_SPLITK &&
+                                  ((kRowGroups_ == 4 && kThreads == 512) || kThreads / 32 / kRowGroups_ == 8) &&
+                                  !(kCompact_ && Format::kDQk > 512);
+  // Split-K: key groups of a row group (the d_qk halves split each), the keys and n8 tiles of
+  // S a warp accumulates over its d_qk half, and the tiles it keeps after the exchange.
+  static constexpr int kKeyGroups = kThreads / 32 / kRowGroups_ / 2;
+  static constexpr int kLoopTiles = kSplitK ? kChunkKeys / kKeyGroups / 8 : 0;
+  static constexpr int kOwnTiles = kLoopTiles / 2;
 
   // NOTE: 16 bytes of padding per shared row: row pitches become odd multiples of 16 bytes,
   // so the 8 row addresses of an ldmatrix hit 8 different bank groups.
@@ -131,7 +141,7 @@ struct DecodeTraits {
   static constexpr int kValidOffset = kRedSumOffset + kRedBytes;
   static constexpr int kStageValidOffset = kValidOffset + kBlockN;
   static constexpr int kXchgOffset = kStageValidOffset + kBlockN;
-  static constexpr int kXchgBytes = kSplitK ? kWarps * 2 * 4 * 32 * 4 : 0;  // 2 S tiles per warp
+  static constexpr int kXchgBytes = kSplitK ? kWarps * kOwnTiles * 4 * 32 * 4 : 0;  // the partner's S tiles
   static constexpr int kSmemBytes = kXchgOffset + kXchgBytes;
 
   static constexpr int kMaxSmemBytes = 227 * 1024;  // sm_90 / sm_80 opt-in limit per block
@@ -152,7 +162,9 @@ struct DecodeTraits {
   static_assert(kKOffset % 16 == 0 && kPOffset % 16 == 0 && kStageDataOffset % 16 == 0 &&
                     kStageScaleOffset % 16 == 0 && kRedMaxOffset % 16 == 0,
                 "16-byte aligned shared regions");
-  static_assert(!kSplitK || (kParts == 4 && kKeysPerWarp == 16 && kDQk % 32 == 0), "split-K S layout");
+  static_assert(!kSplitK || ((kParts == 4 || kParts == 8) && kOwnTiles * 8 == kKeysPerWarp && kLoopTiles % 2 == 0 &&
+                              kDQk % 32 == 0),
+                "split-K S layout");
   static_assert(kXchgOffset % 16 == 0, "16-byte aligned exchange buffer");
   static_assert(F::kStageDataBytes % 16 == 0, "staged rows must take 16-byte cp.async");
   static_assert(kSmemBytes <= kMaxSmemBytes, "shared memory budget");
