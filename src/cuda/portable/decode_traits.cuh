@@ -95,14 +95,13 @@ struct DecodeTraits {
   // count at which neither format spills in the sm_80 nor the sm_90 machine code; 1, 2, 4 and 8
   // spill 4-40 bytes in one of them.
   static constexpr int kSUnroll = 16;
-  // NOTE: S = Q K^T split along d_qk inside each row group (4 parts = 2 key halves x 2 d_qk
-  // halves): each Q fragment feeds 4 mma instead of 2 (a quarter less ldmatrix traffic in S);
-  // the two d_qk halves of a 16-key quarter meet through shared memory. On by default since the
-  // twelfth session: 5% faster on model1-c1..c4 (PERF.md); MODEL1_DECODE_SPLITK=0 at build
-  // time restores the unsplit loop.
-  // The 16- and 32-row configurations (8 warps per row group, 8 keys each) split the same way:
-  // 4 key quarters x 2 d_qk halves, each Q fragment then feeding 2 mma instead of 1.
-  // Not in V3.2's compact configuration: its 4 KiB exchange buffer would pass the 99 KiB.
+  // NOTE: S = Q K^T split along d_qk inside each row group. 64 rows (4 warps a row group): 2
+  // key halves x 2 d_qk halves, each Q fragment feeding 4 mma instead of 2. 16 and 32 rows (8
+  // warps a row group, 8 keys each): 4 key quarters x 2 d_qk halves, 2 mma instead of 1. The
+  // two d_qk halves of a warp's final keys meet through shared memory. On by default since the
+  // twelfth session, 3-6% faster (PERF.md); MODEL1_DECODE_SPLITK=0 at build time restores the
+  // unsplit loop. Not in V3.2's compact configuration: its 4 KiB exchange buffer would pass
+  // the 99 KiB.
   static constexpr bool kSplitK = MODEL1_DECODE_SPLITK &&
                                   ((kRowGroups_ == 4 && kThreads == 512) || kThreads / 32 / kRowGroups_ == 8) &&
                                   !(kCompact_ && Format::kDQk > 512);

@@ -49,20 +49,18 @@ __device__ __forceinline__ uint32_t ctaid_x_fresh() {
   return r;
 }
 
-/// Four 8x8 b16 matrices from shared memory; lane l gives the row address of matrix l / 8.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(smem_row))
-               : "memory");
-}
-
-/// As ldmatrix_x4, the row address given as a 32-bit shared-window address (smem_addr).
+/// Four 8x8 b16 matrices from shared memory; lane l gives the row address of matrix l / 8, as a
+/// 32-bit shared-window address (smem_addr).
 __device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], uint32_t smem_row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_row)
                : "memory");
+}
+
+/// As ldmatrix_x4_at, from a generic pointer into shared memory.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+  ldmatrix_x4_at(r, smem_addr(smem_row));
 }
 
 /// As ldmatrix_x4, each matrix transposed on the way (B operands stored [k][n]).
