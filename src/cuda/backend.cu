@@ -6,7 +6,10 @@
 // writing it to memory, every CTA of the split kernel and every warp of the combine kernel
 // evaluates it from topk_length / extra_topk_length on the device at run time. That is the
 // plan kernel fused into its consumers: no host sync, no extra launch, and length values may
-// change freely between calls (and between CUDA-graph replays) under one plan.
+// change freely between calls (and between CUDA-graph replays) under one plan. The one
+// exception is an order, not a schedule: when the lengths vary and the grid overflows a wave,
+// a one-CTA kernel first sorts the requests longest first (common/request_order.cuh), so the
+// long requests' CTAs start first; no result depends on it.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
+#include "cuda/common/request_order.cuh"
 #include "cuda/portable/decode_launch.h"
 #include "cuda/portable/prefill_launch.h"
 #include "cuda/sm90/decode_launch.h"
@@ -40,16 +44,19 @@ struct CudaPlanState final : detail::BackendPlanState {
   int max_splits = 1;
   int split_chunks = 1;  // from the plan's options
   portable::DecodeConfig config = portable::DecodeConfig::kAuto;
+  int num_sms = 1;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
+  int32_t* request_order = nullptr;  // [b]: the longest-first order (request_order_kernel)
 
   ~CudaPlanState() override {
-    if (partial_o == nullptr && partial_lse == nullptr) return;
+    if (partial_o == nullptr && partial_lse == nullptr && request_order == nullptr) return;
     int previous = 0;
     const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device &&
                           cudaSetDevice(device) == cudaSuccess;
     cudaFree(partial_o);
     cudaFree(partial_lse);
+    cudaFree(request_order);
     if (switched) cudaSetDevice(previous);
   }
 };
@@ -137,6 +144,27 @@ portable::DecodeConfig decode_config_setting() {
     return portable::DecodeConfig::kCompact;
   }();
   return value;
+}
+
+/// MODEL1_CUDA_DECODE_ORDER unset, empty or "1": requests with per-request lengths start longest
+/// first when the split grid overflows one wave (request_order_kernel); "0" keeps the batch
+/// order (comparisons, tests). NOTE: read on every call, so tests can compare both.
+bool request_order_enabled() {
+  const char* env = std::getenv("MODEL1_CUDA_DECODE_ORDER");
+  if (env == nullptr || *env == '\0') return true;
+  const std::string v = env;
+  MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_DECODE_ORDER", "'0', '1' or unset", "'" + v + "'");
+  return v == "1";
+}
+
+/// Whether a call sorts its requests first: lengths that can differ between requests, and more
+/// split CTAs than SMs (every decode kernel runs one CTA per SM: with one wave the order changes
+/// nothing).
+bool orders_requests(const DecodeParams& p, const CudaPlanState& st) {
+  if (p.topk_length == nullptr && p.extra_topk_length == nullptr) return false;
+  if (!request_order_enabled()) return false;
+  const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * ctas_per_split(p.h_q);
+  return ctas > st.num_sms;
 }
 
 /// Decode kernel family: MODEL1_CUDA_DECODE_KERNEL unset, empty or "auto" = the sm_90a kernels
@@ -244,25 +272,32 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   st->device = device;
   st->split_chunks = split_keys / kChunkKeys;  // a multiple of the chunk (validated by src/api)
   st->config = decode_config_setting();
+  st->num_sms = device_sm_count(device, "plan_decode");
   // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
   // where no sm_90a kernel was compiled.
   (void)portable_decode_forced();
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
+  auto allocate = [&](void** ptr, size_t bytes, const char* what) {
+    const cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free error state of a failed allocation
+      MODEL1_THROW("plan", std::string(what) + " of " + std::to_string(bytes) + " bytes on cuda:" +
+                               std::to_string(device),
+                   std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err));
+    }
+  };
   if (st->max_splits > 1) {
     const int64_t rows = a.q.shape[0] * a.q.shape[1] * a.q.shape[2];
     const size_t o_bytes = static_cast<size_t>(rows) * st->max_splits * 512 * sizeof(float);
     const size_t lse_bytes = static_cast<size_t>(rows) * st->max_splits * sizeof(float);
-    for (auto [ptr, bytes] : {std::pair{&st->partial_o, o_bytes}, std::pair{&st->partial_lse, lse_bytes}}) {
-      const cudaError_t err = cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
-      if (err != cudaSuccess) {
-        cudaGetLastError();  // clear the sticky-free error state of a failed allocation
-        MODEL1_THROW("plan", "a split-KV workspace of " + std::to_string(bytes) + " bytes on cuda:" +
-                                 std::to_string(device),
-                     std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err));
-      }
-    }
+    allocate(reinterpret_cast<void**>(&st->partial_o), o_bytes, "a split-KV workspace");
+    allocate(reinterpret_cast<void**>(&st->partial_lse), lse_bytes, "a split-KV workspace");
   }
+  // NOTE: the request order's b entries, whether or not a call will need them (the lengths may
+  // be given or not per call; 4 bytes a request).
+  allocate(reinterpret_cast<void**>(&st->request_order), static_cast<size_t>(a.q.shape[0]) * sizeof(int32_t),
+           "a request-order workspace");
   return st;
 }
 
@@ -272,8 +307,13 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   MODEL1_CHECK(st != nullptr, "plan", "a plan made by plan_decode for CUDA tensors",
                "a plan of another backend");
   DeviceGuard guard(st->device, "sparse_decode");
-  const DecodeParams p = make_params(a, sm_scale, *st);
+  DecodeParams p = make_params(a, sm_scale, *st);
   auto s = static_cast<cudaStream_t>(stream);
+  if (orders_requests(p, *st)) {
+    request_order_kernel<<<1, RequestOrderTraits::kThreads, 0, s>>>(p, st->request_order);
+    MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "request_order_kernel");
+    p.request_order = st->request_order;
+  }
   with_format(a, [&](auto tag) {
     using Format = typename decltype(tag)::type;
 #if MODEL1_WITH_SM90A

@@ -14,9 +14,12 @@
 
 #include "cuda_test_util.h"
 #include "model1/model1.h"
+#include "scoped_env.h"
 
 namespace model1::cuda_test {
 namespace {
+
+using test_env::ScopedEnv;
 
 constexpr int64_t kPageSizes[] = {1, 2, 61, 64, 69, 256, 576};
 constexpr int kHeads[] = {8, 16, 32, 64, 128};
@@ -472,6 +475,53 @@ TEST(CudaDecode, SplitKeysOption) {
     } catch (const Error& e) {
       EXPECT_EQ(e.argument(), "options.split_keys") << e.what();
     }
+  }
+}
+
+/// The longest-first request order (request_order_kernel): with per-request lengths and more
+/// split CTAs than SMs it runs; every output bit equals the batch order's (MODEL1_CUDA_DECODE_ORDER=0)
+/// and both match the CPU reference, for the small-head, 64-head and 128-head kernels, with one
+/// split per request and with several. A bad value of the variable is refused, naming it.
+TEST(CudaDecode, LongestFirstOrderChangesNoBit) {
+  MODEL1_REQUIRE_GPU();
+  for (const auto& [h_q, split_keys] : {std::pair{16, 0}, std::pair{64, 0}, std::pair{128, 0}, std::pair{64, 256}}) {
+    DecodeCase c;
+    c.format = KvFormat::kModel1Fp8;
+    c.h_q = h_q; c.b = sanitizer_small() ? 150 : 300; c.s_q = 1; c.topk = 129;
+    c.main = CacheSpec{64, 40, 0, 0};
+    c.has_extra = true; c.extra_topk = 700; c.extra = CacheSpec{2, 800, 0, 0};
+    c.topk_length = true; c.extra_topk_length = true;
+    c.sink = SinkMode::kMixed; c.invalid_fraction = 0.05; c.all_invalid_rows = 0.02;
+    c.split_keys = split_keys;
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(c.describe() + " seed=" + std::to_string(seed));
+    DecodeProblem p = make_problem(c, seed);
+    const DecodeResult ref = run_cpu(p);
+    p.upload();
+    DecodeResult batch_order, longest_first;
+    {
+      ScopedEnv off("MODEL1_CUDA_DECODE_ORDER", "0");
+      batch_order = run_gpu(p);
+    }
+    {
+      ScopedEnv on("MODEL1_CUDA_DECODE_ORDER", "1");
+      longest_first = run_gpu(p);
+    }
+    EXPECT_TRUE(close_to(longest_first, ref));
+    EXPECT_TRUE(bitwise_equal(longest_first, batch_order)) << "the request order changed a result";
+  }
+  DecodeCase c = invariance_case(64);
+  c.b = 4;
+  DecodeProblem p = make_problem(c, fresh_seed());
+  p.upload();
+  const SparseDecodeArgs a = p.args(true);
+  DecodePlan plan = plan_decode(a);
+  ScopedEnv bad("MODEL1_CUDA_DECODE_ORDER", "yes");
+  try {
+    sparse_decode(a, plan);
+    ADD_FAILURE() << "MODEL1_CUDA_DECODE_ORDER=yes was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "MODEL1_CUDA_DECODE_ORDER") << e.what();
   }
 }
 

@@ -24,11 +24,13 @@
 #include "compare.h"
 #include "cuda/portable/prefill_launch.h"
 #include "model1/model1.h"
+#include "scoped_env.h"
 
 namespace model1::test {
 namespace {
 
 using cuda::PrefillPipeline;
+using test_env::ScopedEnv;
 
 constexpr int kDV = 512;
 constexpr uint16_t kBf16NaN = 0x7FC0;
@@ -1179,30 +1181,6 @@ TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
     }
   }
 }
-
-/// Sets an environment variable for one scope (restoring its previous value after).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) {
-      setenv(name_.c_str(), old_.c_str(), 1);
-    } else {
-      unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 // The sm_90a kernel is persistent: MODEL1_CUDA_PREFILL_CTAS caps its grid, so each CTA walks
 // many work items (token, head group) and carries its barriers' phases from one to the next:

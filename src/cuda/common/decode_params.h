@@ -56,12 +56,25 @@ struct DecodeParams {
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits] f32, base 2, -inf when empty
   int max_splits = 1;            ///< grid extent along the splits (from the shapes)
   int split_chunks = 1;  ///< target chunks per split (the plan's DecodeOptions::split_keys / 64)
+  /// [b] or null: the request each slot of the grid's request dimension computes (longest
+  /// first, written by request_order_kernel when the lengths vary and the grid overflows one
+  /// wave; null = slot r computes request r). Only the CTAs' start order changes, no result.
+  const int32_t* request_order = nullptr;
 
   bool cache_aligned16 = true;  ///< both caches' rows 16-byte aligned: cp.async path
   bool q_aligned16 = true;      ///< q rows 16-byte aligned: vector loads
   bool out_aligned8 = true;     ///< out 8-byte aligned: bf16x2 / bf16x4 stores
   bool out_aligned16 = true;    ///< out 16-byte aligned: 16-byte stores (sm_90a epilogue)
 };
+
+/// The request computed by slot r of the split grid's request dimension.
+MODEL1_HD int ordered_request(const DecodeParams& p, int r) {
+#ifdef __CUDA_ARCH__
+  return p.request_order != nullptr ? __ldg(p.request_order + r) : r;
+#else
+  return p.request_order != nullptr ? p.request_order[r] : r;
+#endif
+}
 
 struct RequestSchedule {
   int num_keys = 0;          ///< candidates (main then extra), after length clamping

@@ -743,7 +743,7 @@ __device__ __forceinline__ CtaWork cta_work(const DecodeParams& p, uint32_t bloc
   w.split = static_cast<int>(bid % p.max_splits);
   bid /= p.max_splits;
   w.j = static_cast<int>(bid % p.s_q);
-  w.i = static_cast<int>(bid / p.s_q);
+  w.i = ordered_request(p, static_cast<int>(bid / p.s_q));
   w.main_keys = clamp_length(p.topk_length, w.i, p.topk);
   const int extra_keys = p.extra_indices != nullptr ? clamp_length(p.extra_topk_length, w.i, p.extra_topk) : 0;
   w.sched = request_schedule(w.main_keys, extra_keys, p.split_chunks);

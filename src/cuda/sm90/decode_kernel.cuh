@@ -104,7 +104,8 @@ __device__ __forceinline__ void init_pipeline_barriers(const Smem<T>& sm, uint32
   ptx::mbarrier_init(sm.p_empty_bar(), 128);
 }
 
-/// (request i, token j, split, head group g) of this CTA (blockIdx order of the grid).
+/// (request i, token j, split, head group g) of this CTA (blockIdx order of the grid, requests
+/// through p.request_order).
 struct CtaCoord {
   int i, j, split, g;
 };
@@ -118,7 +119,7 @@ __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
   c.split = static_cast<int>(bid % static_cast<uint32_t>(p.max_splits));
   bid /= static_cast<uint32_t>(p.max_splits);
   c.j = static_cast<int>(bid % static_cast<uint32_t>(p.s_q));
-  c.i = static_cast<int>(bid / static_cast<uint32_t>(p.s_q));
+  c.i = ordered_request(p, static_cast<int>(bid / static_cast<uint32_t>(p.s_q)));
   return c;
 }
 
