@@ -310,8 +310,16 @@ void sparse_decode(const SparseDecodeArgs& a, float sm_scale, detail::BackendPla
   DecodeParams p = make_params(a, sm_scale, *st);
   auto s = static_cast<cudaStream_t>(stream);
   if (orders_requests(p, *st)) {
-    request_order_kernel<<<1, RequestOrderTraits::kThreads, 0, s>>>(p, st->request_order);
-    MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "request_order_kernel");
+#if MODEL1_WITH_SM90A
+    // NOTE: on sm_90 the split kernel after it is a programmatic dependent launch.
+    if (sm90::device_is_sm90(st->device)) {
+      sm90::launch_request_order(p, st->request_order, s);
+    } else
+#endif
+    {
+      request_order_kernel<false><<<1, RequestOrderTraits::kThreads, 0, s>>>(p, st->request_order);
+      MODEL1_CUDA_CHECK_LAUNCH("sparse_decode", "request_order_kernel");
+    }
     p.request_order = st->request_order;
   }
   with_format(a, [&](auto tag) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda/common/decode_params.h"
+#include "cuda/ptx/mma.cuh"
 
 namespace model1::cuda {
 
@@ -30,8 +31,13 @@ __device__ __forceinline__ int request_order_bin(const DecodeParams& p, int i) {
 /// One CTA: a counting sort of the b requests by chunk count, descending, into order[0, b).
 /// NOTE: requests of equal chunk counts land in any order (shared-memory atomics): only the
 /// start order of CTAs depends on it, never a result.
+/// kPrimary (sm_90, the sm_90a instantiation in sm90/request_order_sm90.cu): the sm_90a split
+/// kernel after it is a programmatic dependent launch, so its CTAs may be scheduled at once
+/// and wait (griddepcontrol.wait in cta_coord) for this grid's completion and writes.
+template <bool kPrimary>
 __global__ void __launch_bounds__(RequestOrderTraits::kThreads, 1)
     request_order_kernel(const __grid_constant__ DecodeParams p, int32_t* order) {
+  if constexpr (kPrimary) ptx::griddep_launch_dependents();
   constexpr int kBins = RequestOrderTraits::kBins;
   __shared__ int count[kBins];
   __shared__ int warp_total[RequestOrderTraits::kThreads / 32];

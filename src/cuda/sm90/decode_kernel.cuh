@@ -112,6 +112,10 @@ struct CtaCoord {
 /// NOTE: 32-bit arithmetic (the grid has fewer than 2^31 CTAs: launch_decode_grid checks it);
 /// 64-bit divisions cost about a hundred instructions each at every CTA's start.
 __device__ __forceinline__ CtaCoord cta_coord(const DecodeParams& p) {
+  // NOTE: launched after the request-order kernel as a programmatic dependent: its order is
+  // complete and visible only after this wait (a no-op once passed, and without the launch
+  // attribute).
+  if (p.request_order != nullptr) ptx::griddep_wait();
   uint32_t bid = blockIdx.x;
   CtaCoord c;
   c.g = static_cast<int>(bid % static_cast<uint32_t>(p.num_head_groups));

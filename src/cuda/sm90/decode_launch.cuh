@@ -62,23 +62,35 @@ void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t 
                std::to_string(p.h_q));
   const int64_t ctas = static_cast<int64_t>(p.b) * p.s_q * p.max_splits * p.num_head_groups;
   MODEL1_CHECK(ctas <= 0x7fffffffll, "q.shape", "b * s_q * splits * head groups < 2^31", std::to_string(ctas));
-  if constexpr (T::kCluster == 1) {
+  // NOTE: after the request-order kernel (p.request_order set) a programmatic dependent
+  // launch: the CTAs wait in cta_coord until the order is written.
+  const bool after_order = p.request_order != nullptr;
+  if (T::kCluster == 1 && !after_order) {
     kernel<<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
-  } else {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(ctas));
-    cfg.blockDim = dim3(T::kThreads);
-    cfg.dynamicSmemBytes = T::kSmemBytes;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = T::kCluster;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, kernel, p));
+    return;
   }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.blockDim = dim3(T::kThreads);
+  cfg.dynamicSmemBytes = T::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if constexpr (T::kCluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = T::kCluster;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (after_order) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  MODEL1_CUDA_CHECK("sparse_decode", cudaLaunchKernelEx(&cfg, kernel, p));
 }
 
 /// 128 heads as 2-CTA clusters sharing the key conversion (DecodeTraits kCluster 2): on unless

@@ -32,6 +32,11 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
 /// kernel's tail, and each CTA waits for the split kernel's completion before reading.
 void launch_combine_after_split(const DecodeParams& p, cudaStream_t stream);
 
+/// Launches the request-order kernel's sm_90a instantiation (common/request_order.cuh), which
+/// lets the sm_90a split kernel after it start early (a programmatic dependent launch whenever
+/// p.request_order is set; its CTAs wait for the order before reading it).
+void launch_request_order(const DecodeParams& p, int32_t* order, cudaStream_t stream);
+
 /// Shared memory of the 64-head sm_90a split kernel for `Format` (reports and tests).
 template <class Format>
 int sparse_decode_smem_bytes();
