@@ -525,6 +525,50 @@ TEST(CudaDecode, LongestFirstOrderChangesNoBit) {
   }
 }
 
+/// The longest-first order under CUDA-graph capture: the order kernel and the split kernel
+/// (on sm_90 its programmatic dependent) are captured once and replayed with new lengths, so the
+/// order is recomputed at every replay; each replay matches the CPU reference.
+TEST(CudaDecode, LongestFirstOrderInGraphReplay) {
+  MODEL1_REQUIRE_GPU();
+  for (int h_q : {64, 128}) {
+    DecodeCase cfg;
+    cfg.format = KvFormat::kModel1Fp8;
+    cfg.h_q = h_q; cfg.b = 300; cfg.s_q = 1; cfg.topk = 129;
+    cfg.main = CacheSpec{64, 40, 0, 0};
+    cfg.has_extra = true; cfg.extra_topk = 700; cfg.extra = CacheSpec{2, 800, 0, 0};
+    cfg.topk_length = true; cfg.extra_topk_length = true;
+    cfg.plant_nan = false;  // lengths change after the cache is built
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+    DecodeProblem p = make_problem(cfg, seed);
+    p.upload();
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const SparseDecodeArgs a = p.args(true);
+    const DecodePlan plan = plan_decode(a, stream);
+    cudaGraph_t graph;
+    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    sparse_decode(a, plan, stream);
+    CUDA_OK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int round = 0; round < 2; ++round) {
+      std::mt19937_64 rng(seed + 200 + round);
+      p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
+      p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
+      p.d_topk_length.upload(p.topk_length);
+      p.d_extra_topk_length.upload(p.extra_topk_length);
+      poison(p);
+      CUDA_OK(cudaGraphLaunch(exec, stream));
+      CUDA_OK(cudaStreamSynchronize(stream));
+      EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
+    }
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(stream));
+  }
+}
+
 /// The combine with more splits than a warp has lanes (35 splits of 64 keys), in both of its
 /// configurations: 2112 rows (one split at a time) against the CPU reference, and requests
 /// alone (64 rows: 8 splits in flight) bit-identical to their rows in the batch.
