@@ -525,6 +525,49 @@ TEST(CudaDecode, LongestFirstOrderChangesNoBit) {
   }
 }
 
+/// Captures one sparse_decode call of `cfg` (fresh data; after a warm-up call outside the
+/// capture when `warm_up`) in a CUDA graph, then replays it `rounds` times with new lengths, each
+/// against the CPU reference: the lengths are read on the device at every replay.
+void expect_graph_replays_match_cpu(DecodeCase cfg, bool warm_up, int rounds) {
+  cfg.topk_length = true;
+  cfg.extra_topk_length = cfg.has_extra;
+  cfg.plant_nan = false;  // lengths change after the cache is built
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(cfg, seed);
+  p.upload();
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const SparseDecodeArgs a = p.args(true);
+  const DecodePlan plan = plan_decode(a, stream);
+  if (warm_up) {
+    sparse_decode(a, plan, stream);
+    CUDA_OK(cudaStreamSynchronize(stream));
+  }
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int round = 0; round < rounds; ++round) {
+    std::mt19937_64 rng(seed + 100 + round);
+    p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
+    p.d_topk_length.upload(p.topk_length);
+    if (cfg.has_extra) {
+      p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
+      p.d_extra_topk_length.upload(p.extra_topk_length);
+    }
+    poison(p);
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
 /// The longest-first order under CUDA-graph capture: the order kernel and the split kernel
 /// (on sm_90 its programmatic dependent) are captured once and replayed with new lengths, so the
 /// order is recomputed at every replay; each replay matches the CPU reference.
@@ -536,36 +579,7 @@ TEST(CudaDecode, LongestFirstOrderInGraphReplay) {
     cfg.h_q = h_q; cfg.b = 300; cfg.s_q = 1; cfg.topk = 129;
     cfg.main = CacheSpec{64, 40, 0, 0};
     cfg.has_extra = true; cfg.extra_topk = 700; cfg.extra = CacheSpec{2, 800, 0, 0};
-    cfg.topk_length = true; cfg.extra_topk_length = true;
-    cfg.plant_nan = false;  // lengths change after the cache is built
-    const uint64_t seed = fresh_seed();
-    SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
-    DecodeProblem p = make_problem(cfg, seed);
-    p.upload();
-    cudaStream_t stream;
-    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    const SparseDecodeArgs a = p.args(true);
-    const DecodePlan plan = plan_decode(a, stream);
-    cudaGraph_t graph;
-    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    sparse_decode(a, plan, stream);
-    CUDA_OK(cudaStreamEndCapture(stream, &graph));
-    cudaGraphExec_t exec;
-    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-    for (int round = 0; round < 2; ++round) {
-      std::mt19937_64 rng(seed + 200 + round);
-      p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
-      p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
-      p.d_topk_length.upload(p.topk_length);
-      p.d_extra_topk_length.upload(p.extra_topk_length);
-      poison(p);
-      CUDA_OK(cudaGraphLaunch(exec, stream));
-      CUDA_OK(cudaStreamSynchronize(stream));
-      EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
-    }
-    CUDA_OK(cudaGraphExecDestroy(exec));
-    CUDA_OK(cudaGraphDestroy(graph));
-    CUDA_OK(cudaStreamDestroy(stream));
+    expect_graph_replays_match_cpu(cfg, false, 2);
   }
 }
 
@@ -661,38 +675,7 @@ TEST(CudaDecode, GraphReplayNewLengthsMatchesCpu) {
   cfg.h_q = 32; cfg.b = 5; cfg.s_q = 1; cfg.topk = 700;
   cfg.main = CacheSpec{64, 40, 0, 0};
   cfg.has_extra = true; cfg.extra_topk = 600; cfg.extra = CacheSpec{2, 1000, 0, 0};
-  cfg.topk_length = true; cfg.extra_topk_length = true;
-  cfg.plant_nan = false;  // lengths change after the cache is built
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE(cfg.describe() + " seed=" + std::to_string(seed));
-  DecodeProblem p = make_problem(cfg, seed);
-  p.upload();
-  cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const SparseDecodeArgs a = p.args(true);
-  const DecodePlan plan = plan_decode(a, stream);
-  sparse_decode(a, plan, stream);
-  CUDA_OK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  sparse_decode(a, plan, stream);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int round = 0; round < 3; ++round) {
-    std::mt19937_64 rng(seed + 100 + round);
-    p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
-    p.extra_topk_length = make_lengths(cfg.b, cfg.extra_topk, rng);
-    p.d_topk_length.upload(p.topk_length);
-    p.d_extra_topk_length.upload(p.extra_topk_length);
-    poison(p);
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
-  }
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  expect_graph_replays_match_cpu(cfg, true, 3);
 }
 
 TEST(CudaDecode, PlanReuseAcrossCallsAndStreams) {

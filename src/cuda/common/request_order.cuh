@@ -28,6 +28,17 @@ __device__ __forceinline__ int request_order_bin(const DecodeParams& p, int i) {
   return RequestOrderTraits::kBins - 1 - min(chunks, RequestOrderTraits::kBins - 1);
 }
 
+/// Inclusive prefix sum of `v` over the warp's lanes.
+__device__ __forceinline__ int warp_inclusive_sum(int v) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const int u = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += u;
+  }
+  return v;
+}
+
 /// One CTA: a counting sort of the b requests by chunk count, descending, into order[0, b).
 /// NOTE: requests of equal chunk counts land in any order (shared-memory atomics): only the
 /// start order of CTAs depends on it, never a result.
@@ -49,23 +60,12 @@ __global__ void __launch_bounds__(RequestOrderTraits::kThreads, 1)
   __syncthreads();
   // Exclusive scan of the counts: within each warp by shuffles, then over the warps' totals.
   const int mine = count[t];
-  int incl = mine;
-#pragma unroll
-  for (int d = 1; d < 32; d *= 2) {
-    const int v = __shfl_up_sync(0xffffffffu, incl, d);
-    if (lane >= d) incl += v;
-  }
+  const int incl = warp_inclusive_sum(mine);
   if (lane == 31) warp_total[warp] = incl;
   __syncthreads();
   if (warp == 0) {
     const int total = warp_total[lane];
-    int w_incl = total;
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) {
-      const int v = __shfl_up_sync(0xffffffffu, w_incl, d);
-      if (lane >= d) w_incl += v;
-    }
-    warp_total[lane] = w_incl - total;  // exclusive prefix of warp `lane`
+    warp_total[lane] = warp_inclusive_sum(total) - total;  // exclusive prefix of warp `lane`
   }
   __syncthreads();
   count[t] = warp_total[warp] + incl - mine;  // the bin's first slot
