@@ -525,6 +525,22 @@ TEST(CudaDecode, LongestFirstOrderChangesNoBit) {
   }
 }
 
+/// Captures one sparse_decode call of `a` on `stream` into *graph and instantiates it as *exec.
+void capture_decode(const SparseDecodeArgs& a, const DecodePlan& plan, cudaStream_t stream, cudaGraph_t* graph,
+                    cudaGraphExec_t* exec) {
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  sparse_decode(a, plan, stream);
+  CUDA_OK(cudaStreamEndCapture(stream, graph));
+  CUDA_OK(cudaGraphInstantiate(exec, *graph, 0));
+}
+
+/// Destroys what capture_decode made, and the stream.
+void destroy_captured(cudaGraphExec_t exec, cudaGraph_t graph, cudaStream_t stream) {
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
 /// Captures one sparse_decode call of `cfg` (fresh data; after a warm-up call outside the
 /// capture when `warm_up`) in a CUDA graph, then replays it `rounds` times with new lengths, each
 /// against the CPU reference: the lengths are read on the device at every replay.
@@ -545,11 +561,8 @@ void expect_graph_replays_match_cpu(DecodeCase cfg, bool warm_up, int rounds) {
     CUDA_OK(cudaStreamSynchronize(stream));
   }
   cudaGraph_t graph;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  sparse_decode(a, plan, stream);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
   cudaGraphExec_t exec;
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_NO_FATAL_FAILURE(capture_decode(a, plan, stream, &graph, &exec));
   for (int round = 0; round < rounds; ++round) {
     std::mt19937_64 rng(seed + 100 + round);
     p.topk_length = make_lengths(cfg.b, cfg.topk, rng);
@@ -563,9 +576,7 @@ void expect_graph_replays_match_cpu(DecodeCase cfg, bool warm_up, int rounds) {
     CUDA_OK(cudaStreamSynchronize(stream));
     EXPECT_TRUE(close_to(download(p), run_cpu(p))) << "round " << round;
   }
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  destroy_captured(exec, graph, stream);
 }
 
 /// The longest-first order under CUDA-graph capture: the order kernel and the split kernel
@@ -636,11 +647,8 @@ TEST(CudaDecode, GraphCaptureReplay) {
   const DecodeResult direct = download(p);
 
   cudaGraph_t graph;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  sparse_decode(a, plan, stream);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
   cudaGraphExec_t exec;
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_NO_FATAL_FAILURE(capture_decode(a, plan, stream, &graph, &exec));
 
   poison(p);
   CUDA_OK(cudaGraphLaunch(exec, stream));
@@ -663,9 +671,7 @@ TEST(CudaDecode, GraphCaptureReplay) {
   const DecodeResult direct2 = download(p);
   EXPECT_TRUE(bitwise_equal(replayed, direct2)) << "replay with new lengths differs from a direct call";
 
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  destroy_captured(exec, graph, stream);
 }
 
 TEST(CudaDecode, GraphReplayNewLengthsMatchesCpu) {
