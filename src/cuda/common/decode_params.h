@@ -71,7 +71,7 @@ struct DecodeParams {
 /// NOTE: a coherent load cached in L2 only (ld.global.cg), never the read-only path: on sm_90
 /// the split kernel is a programmatic dependent of the kernel that writes the order, so the
 /// data changes during its lifetime (until its griddepcontrol.wait), which ld.global.nc does
-/// not allow. With __ldg a CTA's warps read different orders under CUDA-graph replay (tested).
+/// not allow. With __ldg, CudaDecode.LongestFirstOrderInGraphReplay computed wrong rows.
 MODEL1_HD int ordered_request(const DecodeParams& p, int r) {
 #ifdef __CUDA_ARCH__
   return p.request_order != nullptr ? __ldcg(p.request_order + r) : r;
