@@ -113,75 +113,6 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-/// Per-warp ring of R slots filled by cp.async.bulk (lane 0 issues, one mbarrier a slot);
-/// the warp reads each row back (16 bytes a lane) before the slot is refilled. Scale rows by
-/// an ordinary 8-byte load from lane 4 at issue time.
-template <int R>
-__global__ void bulk_kernel(Work w, uint32_t* sink) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  extern __shared__ __align__(128) uint8_t smem[];
-  const int lane = threadIdx.x % 32;
-  const int wib = threadIdx.x / 32;
-  const int warps_per_cta = blockDim.x / 32;
-  uint8_t* ring = smem + size_t(wib) * R * kRowBytes;
-  uint64_t* bar = reinterpret_cast<uint64_t*>(smem + size_t(warps_per_cta) * R * kRowBytes) + wib * R;
-  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
-  const int64_t total = w.tokens * w.keys;
-  if (lane == 0) {
-    for (int r = 0; r < R; ++r)
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar + r)));
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncwarp();
-  uint32_t acc = 0;
-  auto issue = [&](int64_t k, int r) {
-    const uint8_t *d, *sc;
-    key_address(w, k, &d, &sc);
-    if (lane == 4) acc ^= __ldcs(reinterpret_cast<const uint2*>(sc)).x;
-    if (lane == 0) {
-      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar + r)),
-                   "r"(kRowBytes)
-                   : "memory");
-      asm volatile(
-          "cp.async.bulk.shared::cta.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-              smem_addr(ring + r * kRowBytes)),
-          "l"(d), "r"(kRowBytes), "r"(smem_addr(bar + r))
-          : "memory");
-    }
-  };
-  // Prologue: fill the ring.
-  for (int r = 0; r < R; ++r) {
-    const int64_t k = warp + int64_t(r) * warps;
-    if (k < total) issue(k, r);
-  }
-  for (int64_t i = 0;; ++i) {
-    const int r = int(i % R);
-    const int64_t k = warp + i * warps;
-    if (k >= total) break;
-    const uint32_t parity = (i / R) & 1;
-    uint32_t done = 0;
-    while (!done) {
-      asm volatile(
-          "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-          : "=r"(done)
-          : "r"(smem_addr(bar + r)), "r"(parity)
-          : "memory");
-    }
-    const uint4 v = *reinterpret_cast<const uint4*>(ring + r * kRowBytes + lane * 16);
-    acc ^= v.x ^ v.w;
-    __syncwarp();
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // the reads above -> the refill
-    const int64_t next = k + int64_t(R) * warps;
-    if (next < total) issue(next, r);
-  }
-  if (acc == 0x9e3779b9u) sink[0] = acc;
-#else
-  (void)w;
-  (void)sink;
-#endif
-}
-
 /// Lane j of a warp resolves the address of the warp's key j of a batch of 32 (index and page
 /// loads issued a batch ahead, as the decode producers do), so no row waits on its own index.
 struct BatchAddr {
@@ -242,9 +173,12 @@ __global__ void ldg_pre_kernel(Work w, uint32_t* sink) {
   if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 
-/// bulk with addresses a batch ahead: a ring of R slots per warp, refilled as rows are read.
-template <int R>
-__global__ void bulk_pre_kernel(Work w, uint32_t* sink) {
+/// Per-warp ring of R slots filled by cp.async.bulk (lane 0 issues, one mbarrier a slot); the
+/// warp reads each row back (16 bytes a lane) before its slot is refilled. kAhead: addresses and
+/// scale rows resolved a batch of 32 rows ahead (bulkpre); else each row's index, page entry and
+/// scale row are loaded just before its copy (bulk).
+template <int R, bool kAhead>
+__global__ void bulk_kernel(Work w, uint32_t* sink) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) uint8_t smem[];
   const int lane = threadIdx.x % 32;
@@ -255,7 +189,7 @@ __global__ void bulk_pre_kernel(Work w, uint32_t* sink) {
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
   const int64_t total = w.tokens * w.keys;
-  const int64_t mine = total > warp ? (total - warp + warps - 1) / warps : 0;  // keys of this warp
+  const int64_t mine = total > warp ? (total - warp + warps - 1) / warps : 0;  // rows of this warp
   if (lane == 0) {
     for (int r = 0; r < R; ++r)
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar + r)));
@@ -263,20 +197,28 @@ __global__ void bulk_pre_kernel(Work w, uint32_t* sink) {
   }
   __syncwarp();
   uint32_t acc = 0;
-  // Key i of this warp: batch i / 32, lane i % 32. Issue runs R keys ahead of consumption.
-  BatchAddr iss_cur = batch_addr_scaled(w, warp, warps, 0, lane),
-            iss_nxt = batch_addr_scaled(w, warp, warps, 1, lane);
-  int64_t iss_batch = 0;
+  // Row i of this warp (global row warp + i * warps): batch i / 32, lane i % 32.
+  BatchAddr cur, nxt;
+  int64_t batch = 0;
+  if constexpr (kAhead) {
+    cur = batch_addr_scaled(w, warp, warps, 0, lane);
+    nxt = batch_addr_scaled(w, warp, warps, 1, lane);
+  }
   auto issue = [&](int64_t i) {
-    if (i / 32 != iss_batch) {
-      acc ^= iss_cur.scale_word;  // the batch's scales, loaded a batch ago
-      iss_cur = iss_nxt;
-      iss_batch = i / 32;
-      iss_nxt = batch_addr_scaled(w, warp, warps, iss_batch + 1, lane);
+    const uint8_t* d;
+    if constexpr (kAhead) {
+      if (i / 32 != batch) {
+        acc ^= cur.scale_word;  // the batch's scale rows, loaded a batch ago
+        cur = nxt;
+        batch = i / 32;
+        nxt = batch_addr_scaled(w, warp, warps, batch + 1, lane);
+      }
+      d = reinterpret_cast<const uint8_t*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(cur.data), int(i % 32)));
+    } else {
+      const uint8_t* sc;
+      key_address(w, warp + i * warps, &d, &sc);
+      if (lane == 4) acc ^= __ldcs(reinterpret_cast<const uint2*>(sc)).x;
     }
-    const int j = int(i % 32);
-    const uint8_t* d = reinterpret_cast<const uint8_t*>(
-        __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(iss_cur.data), j));
     const int r = int(i % R);
     if (lane == 0) {
       asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar + r)),
@@ -437,29 +379,22 @@ int main(int argc, char** argv) {
     time_it(name, [&] { ldg_pre_kernel<8><<<sms * ctas, 512>>>(w, sink); });
   }
   if (prop.major >= 9) {
-    auto run_bulk = [&](auto kernel, int R, int warps) {
-      const int smem = warps * R * kRowBytes + warps * R * 8;
+    auto run_bulk = [&](auto kernel, const char* variant, int R, int warps) {
+      const int smem = warps * R * (kRowBytes + 8);  // ring slots, then one mbarrier per slot
       PROBE_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       char name[64];
-      std::snprintf(name, sizeof name, "bulk-%d %d warps/SM", R, warps);
+      std::snprintf(name, sizeof name, "%s-%d %d warps/SM", variant, R, warps);
       time_it(name, [&] { kernel<<<sms, warps * 32, smem>>>(w, sink); });
     };
-    run_bulk(bulk_kernel<4>, 4, 16);
-    run_bulk(bulk_kernel<8>, 8, 16);
-    run_bulk(bulk_kernel<4>, 4, 32);
-    auto run_bulk_pre = [&](auto kernel, int R, int warps) {
-      const int smem = warps * R * kRowBytes + warps * R * 8;
-      PROBE_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      char name[64];
-      std::snprintf(name, sizeof name, "bulkpre-%d %d warps/SM", R, warps);
-      time_it(name, [&] { kernel<<<sms, warps * 32, smem>>>(w, sink); });
-    };
-    run_bulk_pre(bulk_pre_kernel<4>, 4, 16);
-    run_bulk_pre(bulk_pre_kernel<8>, 8, 16);
-    run_bulk_pre(bulk_pre_kernel<16>, 16, 16);
-    run_bulk_pre(bulk_pre_kernel<4>, 4, 32);
-    run_bulk_pre(bulk_pre_kernel<8>, 8, 32);
-    run_bulk_pre(bulk_pre_kernel<16>, 16, 8);
+    run_bulk(bulk_kernel<4, false>, "bulk", 4, 16);
+    run_bulk(bulk_kernel<8, false>, "bulk", 8, 16);
+    run_bulk(bulk_kernel<4, false>, "bulk", 4, 32);
+    run_bulk(bulk_kernel<4, true>, "bulkpre", 4, 16);
+    run_bulk(bulk_kernel<8, true>, "bulkpre", 8, 16);
+    run_bulk(bulk_kernel<16, true>, "bulkpre", 16, 16);
+    run_bulk(bulk_kernel<4, true>, "bulkpre", 4, 32);
+    run_bulk(bulk_kernel<8, true>, "bulkpre", 8, 32);
+    run_bulk(bulk_kernel<16, true>, "bulkpre", 16, 8);
   }
   return 0;
 }
