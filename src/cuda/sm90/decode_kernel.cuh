@@ -454,6 +454,11 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   };
   RowAddr cur = model1_rows<T>(p, fetch(chunk_begin));
   RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + 1));
+  // NOTE: with two ring rounds a chunk, the first chunk's second-round rows are copied only
+  // once its first round is converted; prefetched now (lanes S..K-1), that copy hits L2 instead
+  // of waiting a second HBM round trip in every CTA's first chunk.
+  if (kRounds == 2 && lane >= kSlots && lane < kKeys && cur.row != 0)
+    ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(cur.row), kRowBytes);
   prefetch(nxt);
   Candidate after = fetch(chunk_begin + 2);
   uint2 cur_scales = load_scales(cur);
