@@ -33,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include "probe_check.h"
+
 namespace {
 
 constexpr int kRowBytes = 576;    // data bytes of a MODEL1 row
@@ -40,14 +42,7 @@ constexpr int kScaleBytes = 8;    // scale bytes of a MODEL1 row
 constexpr int kPageSlots = 64;
 constexpr int64_t kPageBytes = ((kPageSlots * (kRowBytes + kScaleBytes) + kRowBytes - 1) / kRowBytes) * kRowBytes;
 
-#define PROBE_CHECK(call)                                                                     \
-  do {                                                                                        \
-    const cudaError_t e_ = (call);                                                            \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "gather_probe: %s failed: %s\n", #call, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                           \
-    }                                                                                         \
-  } while (0)
+constexpr const char* kProbeName = "gather_probe";
 
 struct Work {
   const uint8_t* cache;      // all requests' pages

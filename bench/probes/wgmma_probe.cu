@@ -23,20 +23,15 @@
 #include <string>
 #include <vector>
 
+#include "probe_check.h"
+
 #include "cuda/ptx/wgmma.cuh"
 
 namespace {
 
 namespace ptx = model1::cuda::ptx;
 
-#define PROBE_CHECK(call)                                                                     \
-  do {                                                                                        \
-    const cudaError_t e_ = (call);                                                            \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "wgmma_probe: %s failed: %s\n", #call, cudaGetErrorString(e_));  \
-      std::exit(2);                                                                           \
-    }                                                                                         \
-  } while (0)
+constexpr const char* kProbeName = "wgmma_probe";
 
 constexpr int kKeyBlock = 64 * 128;  // one 64-dim column block of the 64-key tile
 constexpr int kTile = 8 * kKeyBlock; // 64 keys x 512 dims, bf16
