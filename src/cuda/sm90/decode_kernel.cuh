@@ -405,7 +405,9 @@ __device__ __forceinline__ RowAddr model1_rows(const DecodeParams& p, const Cand
 /// unrolled: slots, phases and swizzle patterns are compile-time constants. Lanes 0..K-1 hold
 /// the row addresses and 8-byte scale rows of
 /// their key in the current and the next chunk; the index of the chunk after is in flight
-/// meanwhile, so every global access is issued a chunk or more before its use. Per key, lane
+/// meanwhile, so index and scale loads are issued a chunk or more before their use, the ring
+/// copies a ring round ahead (half a chunk when K = 8, with an L2 prefetch a chunk ahead; a chunk
+/// when K = 4). Per key, lane
 /// l < 28 converts FP8 dims 16 l .. 16 l + 15 (tile l / 4), lanes 28..31 copy 16 RoPE dims each.
 template <class T>
 __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const KeyLists& lists,
@@ -445,12 +447,20 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   const uint32_t out_block = (ga / 8) * T::kBlockBytes;
   const int out_chunk = ga % 8;   // even: chunks out_chunk, out_chunk + 1 of a 128-byte row
 
-  // NOTE: the ring holds S keys per warp; the rows of the next chunk are also prefetched into
-  // L2 a chunk ahead (lanes 0..K-1, one row each), so the ring's copies hit L2.
+  // NOTE: with two ring rounds a chunk (K = 8: the 64-head kernel) the second round's copies go
+  // out only half a chunk before their use, so the next chunk's rows are prefetched into L2 a
+  // chunk ahead (lanes 0..K-1, one bulk prefetch each) and those copies hit L2. With one round
+  // (K = 4: the 128-head clusters and the small-head kernel) the copies go out a whole chunk
+  // ahead; there the prefetches (a loop over the issuing lanes) only cost instructions: without
+  // them the small-head kernel is 3-5% faster (its consumer, which bounds it, shares the issue
+  // slots with the producers) and the clusters 1-2% (PERF.md, fifteenth session), while the
+  // 64-head kernel is up to 1.5% slower without them.
+  constexpr bool kPrefetchNext = kRounds == 2;
   auto prefetch = [&](const RowAddr& r) {
     // NOTE: per-line prefetches (prefetch_l2_lines) measured no faster here and 2% slower in the
     // small-head kernel; the V3.2 producer gains from them.
-    if (lane < kKeys && r.row != 0) ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
+    if (kPrefetchNext && lane < kKeys && r.row != 0)
+      ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(r.row), kRowBytes);
   };
   RowAddr cur = model1_rows<T>(p, fetch(chunk_begin));
   RowAddr nxt = model1_rows<T>(p, fetch(chunk_begin + 1));
