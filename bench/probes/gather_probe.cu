@@ -277,10 +277,18 @@ Args parse(int argc, char** argv) {
       std::exit(2);
     }
   }
-  if (a.requests < 1 || a.s_q < 1 || a.keys < 1 || a.slots < a.keys || a.slots % kPageSlots != 0 || a.runs < 1) {
-    std::fprintf(stderr, "gather_probe: need requests, s_q, runs >= 1, keys <= slots, slots %% 64 == 0\n");
+  auto bad = [](const char* name, const std::string& expected, long long got) {
+    std::fprintf(stderr, "gather_probe: %s: expected %s, got %lld\n", name, expected.c_str(), got);
     std::exit(2);
-  }
+  };
+  if (a.requests < 1) bad("--requests", ">= 1", a.requests);
+  if (a.s_q < 1) bad("--s-q", ">= 1", a.s_q);
+  if (a.runs < 1) bad("--runs", ">= 1", a.runs);
+  if (a.slots < 64 || a.slots % kPageSlots != 0 || a.slots >= (int64_t{1} << 31))
+    bad("--slots", "a positive multiple of 64 below 2^31", a.slots);
+  if (a.keys < 1 || a.keys > a.slots) bad("--keys", "1 .. --slots (" + std::to_string(a.slots) + ")", a.keys);
+  if (a.requests * (a.slots / kPageSlots) >= (int64_t{1} << 31))
+    bad("--requests x --slots / 64 (pages)", "fewer than 2^31", a.requests * (a.slots / kPageSlots));
   return a;
 }
 

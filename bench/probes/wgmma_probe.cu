@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     }
   }
   if (iters < 1) {
-    std::fprintf(stderr, "wgmma_probe: --iters must be >= 1\n");
+    std::fprintf(stderr, "wgmma_probe: --iters: expected >= 1, got %d\n", iters);
     return 2;
   }
   cudaDeviceProp prop{};
