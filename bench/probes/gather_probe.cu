@@ -62,6 +62,17 @@ __device__ __forceinline__ void key_address(const Work& w, int64_t k, const uint
   *scale = base + kPageSlots * kRowBytes + (slot % kPageSlots) * kScaleBytes;
 }
 
+/// This thread's lane, its warp's index among all the grid's warps, their count, and the rows
+/// to gather (warp g takes rows g, g + warps, ...).
+struct WarpGrid {
+  int lane;
+  int64_t warp, warps, total;
+};
+__device__ __forceinline__ WarpGrid warp_grid(const Work& w) {
+  return {static_cast<int>(threadIdx.x % 32), (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32,
+          int64_t(gridDim.x) * blockDim.x / 32, w.tokens * w.keys};
+}
+
 /// Contiguous read of `n16` 16-byte words (the reference).
 __global__ void stream_kernel(const uint4* src, int64_t n16, uint32_t* sink) {
   uint32_t acc = 0;
@@ -77,10 +88,9 @@ __global__ void stream_kernel(const uint4* src, int64_t n16, uint32_t* sink) {
 /// words 32-35), lane 4 the scale row.
 template <int U>
 __global__ void ldg_kernel(Work w, uint32_t* sink) {
-  const int lane = threadIdx.x % 32;
-  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
-  const int64_t total = w.tokens * w.keys;
+  const WarpGrid g = warp_grid(w);
+  const int lane = g.lane;
+  const int64_t warp = g.warp, warps = g.warps, total = g.total;
   uint32_t acc = 0;
   for (int64_t k0 = warp; k0 < total; k0 += warps * U) {
     uint4 a[U], b[U];
@@ -134,10 +144,9 @@ __device__ __forceinline__ BatchAddr batch_addr_scaled(const Work& w, int64_t wa
 /// ldg with addresses a batch ahead: U rows of the batch in flight at once.
 template <int U>
 __global__ void ldg_pre_kernel(Work w, uint32_t* sink) {
-  const int lane = threadIdx.x % 32;
-  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
-  const int64_t total = w.tokens * w.keys;
+  const WarpGrid g = warp_grid(w);
+  const int lane = g.lane;
+  const int64_t warp = g.warp, warps = g.warps, total = g.total;
   const int64_t batches = (total / warps + 32) / 32 + 1;
   uint32_t acc = 0;
   BatchAddr cur = batch_addr(w, warp, warps, 0, lane);
@@ -181,9 +190,8 @@ __global__ void bulk_kernel(Work w, uint32_t* sink) {
   const int warps_per_cta = blockDim.x / 32;
   uint8_t* ring = smem + size_t(wib) * R * kRowBytes;
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem + size_t(warps_per_cta) * R * kRowBytes) + wib * R;
-  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
-  const int64_t total = w.tokens * w.keys;
+  const WarpGrid g = warp_grid(w);
+  const int64_t warp = g.warp, warps = g.warps, total = g.total;
   const int64_t mine = total > warp ? (total - warp + warps - 1) / warps : 0;  // rows of this warp
   if (lane == 0) {
     for (int r = 0; r < R; ++r)
