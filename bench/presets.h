@@ -42,6 +42,7 @@ struct Preset {
   CacheShape main;                        ///< decode: main cache; prefill: only topk is used
   std::optional<CacheShape> extra;        ///< decode: the extra cache, when the preset has one
   bool random_extra_topk_length = false;  ///< extra_topk_length ~ U[0, extra topk] per request
+  bool random_topk_length = false;        ///< prefill: topk_length ~ U[0, topk] per query token
 
   std::vector<int64_t> points;  ///< default batch sizes (decode) or s_kv values (prefill)
   std::vector<BarEntry> bar;    ///< FlashMLA on an H200 (PERFORMANCE.md), where measured

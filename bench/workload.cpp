@@ -35,6 +35,7 @@ enum Tag : uint64_t {
   kTagValues,
   kTagPrefillKv,
   kTagPrefillIndices,
+  kTagPrefillTopkLength,
   kTagExtra = 0x100,  // added to the cache tags for the extra cache
 };
 
@@ -435,6 +436,7 @@ PrefillSpec prefill_spec(const Preset& preset, int64_t s_kv, int64_t s_q) {
   s.s_kv = s_kv;
   s.topk = preset.main.topk;
   s.attn_sink = true;
+  s.topk_length = preset.random_topk_length;
   return s;
 }
 
@@ -543,6 +545,13 @@ PrefillWorkload::PrefillWorkload(const PrefillSpec& spec, uint64_t seed)
     sample_distinct(rng, s_kv, std::min(topk, s_kv), scratch, swaps, &indices_[i * topk]);
   }
 
+  if (spec.topk_length) {
+    std::mt19937_64 tl_rng(stream_seed(seed, kTagPrefillTopkLength));
+    std::uniform_int_distribution<int64_t> tl_dist(0, topk);
+    topk_length_.resize(s_q);
+    for (int32_t& x : topk_length_) x = static_cast<int32_t>(tl_dist(tl_rng));
+    args_.topk_length = TensorView::contiguous(topk_length_.data(), DType::kI32, {s_q});
+  }
   if (spec.attn_sink) {
     std::mt19937_64 sink_rng(stream_seed(seed, kTagSink));
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -572,8 +581,8 @@ void PrefillWorkload::poison_outputs() {
 
 int64_t PrefillWorkload::host_bytes() const {
   return static_cast<int64_t>(q_.size() * 2 + kv_.size() * 2 + indices_.size() * 4 +
-                              attn_sink_.size() * 4 + out_.size() * 2 + max_logits_.size() * 4 +
-                              lse_.size() * 4);
+                              topk_length_.size() * 4 + attn_sink_.size() * 4 + out_.size() * 2 +
+                              max_logits_.size() * 4 + lse_.size() * 4);
 }
 
 }  // namespace model1::bench

@@ -78,7 +78,7 @@ struct DecodeSpec {
 DecodeSpec decode_spec(const Preset& preset, int64_t batch);
 
 /// A sparse prefill workload: q [s_q, h_q, d_qk], kv [s_kv, d_qk], each query's indices
-/// distinct random positions in [0, s_kv).
+/// distinct random positions in [0, s_kv), optionally a topk_length per query token.
 struct PrefillSpec {
   int64_t s_q = 1;
   int64_t h_q = 64;
@@ -86,6 +86,7 @@ struct PrefillSpec {
   int64_t s_kv = 1;
   int64_t topk = 1;
   bool attn_sink = true;
+  bool topk_length = false;  ///< pass topk_length ~ U[0, topk] per query token
 };
 /// `s_q` 0 keeps the preset's s_q (4096).
 PrefillSpec prefill_spec(const Preset& preset, int64_t s_kv, int64_t s_q = 0);
@@ -168,6 +169,7 @@ class PrefillWorkload {
   std::vector<uint16_t> q_;        // [s_q, h_q, d_qk] bf16
   std::vector<uint16_t> kv_;       // [s_kv, d_qk] bf16
   std::vector<int32_t> indices_;   // [s_q, topk]
+  std::vector<int32_t> topk_length_;  // [s_q] (when spec.topk_length)
   std::vector<float> attn_sink_;   // [h_q]
   std::vector<uint16_t> out_;      // [s_q, h_q, d_v] bf16
   std::vector<float> max_logits_;  // [s_q, h_q]

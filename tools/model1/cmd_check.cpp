@@ -115,12 +115,12 @@ int check_prefill(const CheckOptions& o, const bench::Preset& p, bench::Backend 
   bench::PrefillWorkload w(spec, o.seed);
   const double gen_s = seconds_since(start);
   std::printf(
-      "model1 check: %s (prefill), s_q=%lld s_kv=%lld h_q=%lld d_qk=%lld topk=%lld, "
+      "model1 check: %s (prefill), s_q=%lld s_kv=%lld h_q=%lld d_qk=%lld topk=%lld%s, "
       "backend %s (%s), seed %llu\n",
       p.name.c_str(), static_cast<long long>(spec.s_q), static_cast<long long>(s_kv),
       static_cast<long long>(spec.h_q), static_cast<long long>(spec.d_qk),
-      static_cast<long long>(spec.topk), bench::backend_name(backend), device_name.c_str(),
-      static_cast<unsigned long long>(o.seed));
+      static_cast<long long>(spec.topk), spec.topk_length ? " with topk_length" : "",
+      bench::backend_name(backend), device_name.c_str(), static_cast<unsigned long long>(o.seed));
   start = Clock::now();
   bench::run_prefill(w, backend, o.device);
   const double run_s = seconds_since(start);

@@ -82,12 +82,13 @@ void print_presets() {
                                       : cache_label(p.main);
     std::string extra = p.extra ? cache_label(*p.extra) : "-";
     if (p.random_extra_topk_length) extra += " U[0,topk]";
+    if (p.random_topk_length) main += " U[0,topk]";
     t.add_row({p.name, p.is_prefill() ? "prefill" : "decode",
                p.is_prefill() ? "bf16" : kv_format_name(p.format), std::to_string(p.h_q),
                std::to_string(p.s_q), main, extra,
                std::string(p.point_name()) + "=" + join(points, ","), join(bar, " / ")});
   }
-  std::printf("benchmark presets (PERFORMANCE.md's, and two more shard sizes; `model1 bench --preset NAME`):\n");
+  std::printf("benchmark presets (PERFORMANCE.md's, two more shard sizes and prefill-h64 with per-token lengths; `model1 bench --preset NAME`):\n");
   t.print(stdout);
 }
 
