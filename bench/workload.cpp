@@ -169,6 +169,15 @@ void check_cpu(const TensorView& t, const char* name) {
 }
 
 /// Counts attended candidates and marks the distinct valid slots of one cache.
+/// n lengths ~ U[0, topk] from stream `tag` (topk_length / extra_topk_length of the presets).
+std::vector<int32_t> uniform_lengths(uint64_t seed, uint64_t tag, int64_t n, int64_t topk) {
+  std::mt19937_64 rng(stream_seed(seed, tag));
+  std::uniform_int_distribution<int64_t> dist(0, topk);
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int32_t& x : out) x = static_cast<int32_t>(dist(rng));
+  return out;
+}
+
 /// `indices` [b, s_q, topk]; returns attended, adds distinct slots to `bitmap`.
 int64_t scan_cache(const TensorView& indices, const TensorView& topk_length, int64_t num_slots,
                    Bitmap& bitmap) {
@@ -248,12 +257,7 @@ GeneratedCache generate_cache(const DecodeSpec& spec, const CacheShape& shape, b
       }
     }
   }
-  if (with_length) {
-    std::mt19937_64 tl_rng(stream_seed(seed, tag_base + kTagTopkLength));
-    std::uniform_int_distribution<int64_t> tl_dist(0, topk);
-    g.topk_length.resize(b);
-    for (int64_t i = 0; i < b; ++i) g.topk_length[i] = static_cast<int32_t>(tl_dist(tl_rng));
-  }
+  if (with_length) g.topk_length = uniform_lengths(seed, tag_base + kTagTopkLength, b, topk);
 
   // Cache bytes: zeros (or NaN bytes) everywhere, then random tokens at the referenced slots.
   g.page_stride = kv_min_page_stride(spec.format, P);
@@ -546,10 +550,7 @@ PrefillWorkload::PrefillWorkload(const PrefillSpec& spec, uint64_t seed)
   }
 
   if (spec.topk_length) {
-    std::mt19937_64 tl_rng(stream_seed(seed, kTagPrefillTopkLength));
-    std::uniform_int_distribution<int64_t> tl_dist(0, topk);
-    topk_length_.resize(s_q);
-    for (int32_t& x : topk_length_) x = static_cast<int32_t>(tl_dist(tl_rng));
+    topk_length_ = uniform_lengths(seed, kTagPrefillTopkLength, s_q, topk);
     args_.topk_length = TensorView::contiguous(topk_length_.data(), DType::kI32, {s_q});
   }
   if (spec.attn_sink) {
