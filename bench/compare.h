@@ -27,9 +27,13 @@ struct Tolerance {
 inline const Tolerance kDecodeOutTolerance{1e-3, 2.01 / 128, false, 5e-6};
 inline const Tolerance kDecodeLseTolerance{1e-6, 8.01 / 65536, false, 0.0};
 /// Sparse prefill (FlashMLA's test): out abs 8e-4 or rel 3.01/128, cosine 7e-6; max_logits and
-/// lse relative 2.01/65536.
+/// lse relative 2.01/65536 plus the decode lse's absolute 1e-6.
+/// NOTE: a purely relative bound means nothing for a logit near 0 (a row with one or two keys
+/// whose dot product cancels): the float32 dot products of two backends differ by ~1e-8
+/// absolute, so such a row failed `model1 check` on the GPU (prefill-h64-len: topk_length
+/// ~ U[0, 512] has such rows) while the tests, which already added 1e-6, passed.
 inline const Tolerance kPrefillOutTolerance{8e-4, 3.01 / 128, true, 7e-6};
-inline const Tolerance kPrefillStatTolerance{0.0, 2.01 / 65536, false, 0.0};
+inline const Tolerance kPrefillStatTolerance{1e-6, 2.01 / 65536, false, 0.0};
 
 /// How one output tensor compares.
 struct TensorComparison {
