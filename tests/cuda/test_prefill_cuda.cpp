@@ -1216,6 +1216,39 @@ TEST(PrefillCudaSmall, PersistentCtasWalkManyWorkItems) {
   }
 }
 
+// With topk_length the sm_90a kernel gives each CTA a contiguous range of work items of about
+// equal key count (prefill_item_range). Heavy tokens among many empty ones leave some CTAs of
+// the 132-CTA grid an empty range and others one item: every item is still written once (the
+// outputs start poisoned), matches the CPU backend, and is bitwise the same under any CTA cap.
+TEST(PrefillCudaSmall, BalancedRangesCoverEveryItem) {
+  SKIP_WITHOUT_GPU();
+  for (int h : {64, 128}) {
+    Case c;
+    c.d_qk = 512;
+    c.h_q = h;
+    c.topk = 512;
+    c.s_q = 300;
+    c.s_kv = 3000;
+    c.topk_length = {512, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 511, -2, 3};
+    c.invalid_frac = 0.1;
+    c.sink = Sink::kFinite;
+    c.seed = seed_of(512, h, 47);
+    SCOPED_TRACE(c.name());
+    Problem p(c);
+    p.run_reference();
+    const Outputs full = p.run_gpu(PrefillPipeline::kAuto);
+    expect_close(full, p.ref());
+    EXPECT_TRUE(p.guards_intact());
+    for (const char* cap : {"1", "7", "131"}) {
+      SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
+      const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", cap);
+      const Outputs capped = p.run_gpu(PrefillPipeline::kAuto);
+      EXPECT_TRUE(p.guards_intact());
+      EXPECT_TRUE(bitwise_equal(full, capped));
+    }
+  }
+}
+
 TEST(PrefillCuda, PrefillCtaCapRejectsBadValues) {
   SKIP_WITHOUT_GPU();
   if (!sm90_expected()) GTEST_SKIP() << "the CTA cap applies to the sm_90a kernel only (not run here)";

@@ -29,6 +29,11 @@ struct PrefillParams {
   float* max_logits = nullptr;  // [s_q, h_q] f32, contiguous
   float* lse = nullptr;         // [s_q, h_q] f32, contiguous
 
+  /// sm_90a kernel (persistent grid): a work item's cost besides its 64-key chunks, in quarters
+  /// of a chunk, for the split of the query tokens by topk_length (prefill_item_range); 2, 6,
+  /// 12 and 24 timed within 2% of each other on prefill-h64-len, 6 the fastest (PERF.md).
+  int item_cost = 6;
+
   bool q_aligned16 = true;   ///< q rows 16-byte aligned: 16-byte vector loads
   bool kv_aligned16 = true;  ///< kv rows 16-byte aligned: cp.async gathers
   bool out_aligned4 = true;  ///< out 4-byte aligned: bf16x2 stores

@@ -42,6 +42,122 @@ __device__ __forceinline__ PrefillItem prefill_item(const PrefillParams& p, int6
   return it;
 }
 
+/// This CTA's work items w = begin, begin + step, ... < end (item w: token w / num_head_groups,
+/// head group w % num_head_groups), as prefill_item_range left them in shared memory.
+struct ItemRange {
+  int begin, end, step;  // (the launcher keeps s_q * num_head_groups <= 2^30: no overflow)
+};
+template <class T>
+__device__ __forceinline__ ItemRange item_range(const Smem<T>& sm) {
+  const int* r = reinterpret_cast<const int*>(sm.at(T::kRangeOffset));
+  return {r[0], r[1], r[2]};
+}
+
+/// The CTA's share of the work items, written to the range slot (item_range reads it); all
+/// threads call it, before the roles split, and it ends with __syncthreads.
+/// The G CTAs form G / H sets of H = num_head_groups CTAs (one set when G < H, which then walks
+/// all head groups itself). Set k takes a contiguous range of query tokens, and CTA g of the set
+/// head group g of each: the H CTAs of a set read the same key rows at about the same time, so
+/// all but the first find them in L2 (a 128-head token's two items on one CTA one after the
+/// other made prefill-h128 / v32 4-6% slower than two CTAs at once: the rows were evicted in
+/// between). Without topk_length every item weighs the same and the CTAs take them round-robin
+/// (items cta, cta + G, ...; when H divides G, the H CTAs of a set then also walk the same
+/// tokens together). With topk_length (V4 engines pass ~U[0, topk]) token t weighs
+/// kChunkCost per 64-key chunk plus p.item_cost (its Q copy, its epilogue and the pipeline's
+/// restart): every CTA sums all weights (the threads' contiguous slices of tokens, then a warp's
+/// scan of the slice sums, in the first stage's key tile, which no copy has touched yet), and
+/// token t goes to set floor(W_t S / W), W_t the weight before t, W the total: each set gets
+/// W / S within one token's weight. A CTA's items depend only on topk_length and G, and every
+/// item is computed the same way whichever CTA takes it, so results never change.
+template <class T>
+__device__ void prefill_item_range(const Smem<T>& sm, const PrefillParams& p) {
+  constexpr int64_t kChunkCost = 4;  // p.item_cost's unit is a quarter of a chunk
+  const int64_t grid = gridDim.x, cta = blockIdx.x, groups = p.num_head_groups, s_q = p.s_q;
+  const int64_t sets = grid >= groups ? grid / groups : 1;
+  const int64_t set = grid >= groups ? cta / groups : 0;
+  int* range = reinterpret_cast<int*>(sm.at(T::kRangeOffset));
+  const bool walk_groups = grid < groups;  // one CTA: every head group of its tokens
+  auto publish = [&](int64_t first_token, int64_t end_token) {
+    if (threadIdx.x != 0) return;
+    if (set >= sets) first_token = end_token = 0;  // the CTAs past the last whole set: no work
+    range[0] = static_cast<int>(first_token * groups + (walk_groups ? 0 : cta % groups));
+    range[1] = static_cast<int>(end_token * groups);
+    range[2] = walk_groups ? 1 : static_cast<int>(groups);
+  };
+  if (p.topk_length == nullptr) {
+    // NOTE: items cta, cta + G, ...: measured against contiguous token ranges per set, this
+    // order was 0.4-1.6% faster on prefill-h64 / h128 / v32 (PERF.md).
+    if (threadIdx.x == 0) {
+      range[0] = static_cast<int>(cta);
+      range[1] = static_cast<int>(s_q * groups);
+      range[2] = static_cast<int>(grid);
+    }
+    __syncthreads();
+    return;
+  }
+  // [kThreads] slice sums, then exclusive prefixes; [kThreads] the total W; then the bounds
+  int64_t* sums = reinterpret_cast<int64_t*>(sm.k(0));
+  unsigned long long* bounds = reinterpret_cast<unsigned long long*>(sums + T::kThreads + 1);
+  const int t = threadIdx.x;
+  const int64_t lo = t * s_q / T::kThreads, hi = (t + 1) * s_q / T::kThreads;
+  auto weight = [&](int64_t token) {
+    const int len = portable::clamp_topk_length(p.topk_length, static_cast<int>(token), p.topk);
+    return kChunkCost * static_cast<int64_t>((len + T::kBlockN - 1) / T::kBlockN) + p.item_cost;
+  };
+  int64_t mine = 0;
+#pragma unroll 4
+  for (int64_t j = lo; j < hi; ++j) mine += weight(j);
+  sums[t] = mine;
+  if (t == 0) {
+    bounds[0] = s_q;  // the first token owned by a set >= set (begin), >= set + 1 (end)
+    bounds[1] = s_q;
+  }
+  __syncthreads();
+  if (t < 32) {  // warp 0: the exclusive scan of the slice sums, kThreads / 32 a lane
+    constexpr int kPer = T::kThreads / 32;
+    int64_t v[kPer], run = 0;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      v[k] = sums[t * kPer + k];
+      run += v[k];
+    }
+    int64_t incl = run;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const int64_t up = __shfl_up_sync(0xffffffffu, incl, d);
+      if (t >= d) incl += up;
+    }
+    run = incl - run;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      sums[t * kPer + k] = run;
+      run += v[k];
+    }
+    if (t == 31) sums[T::kThreads] = incl;
+  }
+  __syncthreads();
+  const int64_t total = sums[T::kThreads];
+  // NOTE: owner(t) = floor(W_t S / W) never decreases with t, so each slice holds at most one
+  // candidate for each bound: its first token owned by a set >= set (>= set + 1).
+  int64_t before = sums[t];
+  bool want_begin = true;
+  for (int64_t j = lo; j < hi; ++j) {
+    const int64_t owner = before * sets / total;
+    if (want_begin && owner >= set) {
+      atomicMin(bounds, static_cast<unsigned long long>(j));
+      want_begin = false;
+    }
+    if (owner > set) {
+      atomicMin(bounds + 1, static_cast<unsigned long long>(j));
+      break;
+    }
+    before += weight(j);
+  }
+  __syncthreads();
+  publish(static_cast<int64_t>(bounds[0]), static_cast<int64_t>(bounds[1]));
+  __syncthreads();  // the range is published and the scratch read before the copies reuse the tile
+}
+
 /// Producer thread t (0..127): the Q rows of item (i, g) into the swizzled Q tile, 16-byte
 /// piece t % 8 of each 64-column block of rows t / 8 + 16 k. cp.async (L2 evict-first) where
 /// q's rows are 16-byte aligned; else loads and shared stores, fenced for the wgmma reads
@@ -83,7 +199,7 @@ __device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const Prefi
 /// WG 0 released the previous one (q_empty), arriving on q_full the same two ways. The indices
 /// of a chunk are loaded two chunks ahead. Items without keys are skipped (no Q, no chunks).
 template <class T>
-__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, int64_t num_items) {
+__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p) {
   constexpr int kGroupThreads = T::kThreadsPerKeyGroup;
   constexpr int kKeys = T::kKeysPerGroup;
   const int t = static_cast<int>(threadIdx.x) - T::kConsumerThreads;
@@ -93,7 +209,10 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, int64
 
   PipelineState<T::kStages> ps;
   uint32_t q_fills = 0;
-  for (int64_t w = blockIdx.x; w < num_items; w += gridDim.x) {
+  // NOTE: the range's end is read from shared memory at every item (volatile): held in a
+  // register across the loop it made the 64-register producer spill.
+  const volatile int* range = reinterpret_cast<const volatile int*>(sm.at(T::kRangeOffset));
+  for (int w = range[0]; w < range[1]; w += range[2]) {
     const PrefillItem it = prefill_item<T>(p, w);
     if (it.num_chunks == 0) continue;
     const int32_t* idx_row = p.indices + it.i * p.idx_stride;
@@ -250,14 +369,15 @@ __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const Prefil
 /// Consumer warpgroup kWg (0 or 1): for every work item of this CTA, the main loop over its
 /// chunks (WG 0 waits for its Q tile first), then out (its 256 columns), max_logits and lse.
 template <class T, int kWg>
-__device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int64_t num_items) {
+__device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
 
   ConsumerPipe<T::kStages> pipe;
   uint32_t q_uses = 0;
   uint32_t n = 0;  // work items of this CTA so far
-  for (int64_t w = blockIdx.x; w < num_items; w += gridDim.x) {
+  const ItemRange items = item_range(sm);
+  for (int w = items.begin; w < items.end; w += items.step) {
     const PrefillItem it = prefill_item<T>(p, w);
     float o[T::kDimsPerConsumer / 2];
 #pragma unroll
@@ -281,11 +401,11 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p, int64
 }
 
 /// Persistent grid: min(work items, the launcher's CTA count) CTAs of 384 threads; work item w
-/// = (token w / num_head_groups, head group w % num_head_groups).
+/// = (token w / num_head_groups, head group w % num_head_groups); each CTA a contiguous range
+/// of them (prefill_item_range), balanced by key count when topk_length is given.
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
   const Smem<T> sm;
-  const int64_t num_items = static_cast<int64_t>(p.s_q) * p.num_head_groups;
 
   if (threadIdx.x == 0) {
     init_pipeline_barriers<T>(sm, T::kFullArrivals);
@@ -295,22 +415,22 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
     ptx::mbarrier_init(stats_empty_bar(sm), 128);
     ptx::fence_mbarrier_init();
   }
-  __syncthreads();
+  prefill_item_range<T>(sm, p);  // ends with __syncthreads
 
   // NOTE: the warpgroup index through a shuffle: the role branch is then warp-uniform.
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (warpgroup >= T::kConsumerWarpgroups) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    produce_prefill<T>(sm, p, num_items);
+    produce_prefill<T>(sm, p);
     return;
   }
   // NOTE: one call per role, each under its own register budget.
   if (warpgroup == 0) {
     set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
-    prefill_consume<T, 0>(sm, p, num_items);
+    prefill_consume<T, 0>(sm, p);
   } else {
     set_max_regs<T::kLaunchRegs, T::kPvRegs>();
-    prefill_consume<T, 1>(sm, p, num_items);
+    prefill_consume<T, 1>(sm, p);
   }
 }
 

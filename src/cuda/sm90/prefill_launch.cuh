@@ -50,6 +50,8 @@ void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int
   // there are fewer work items or MODEL1_CUDA_PREFILL_CTAS caps them. Every item is computed
   // the same way whichever CTA takes it, so the count never changes results.
   const int64_t items = static_cast<int64_t>(p.s_q) * p.num_head_groups;
+  MODEL1_CHECK(items <= (int64_t{1} << 30), "q.shape",
+               "s_q * h_q / 64 at most 2^30 work items (sm_90a kernel)", std::to_string(items));
   int64_t ctas = std::min<int64_t>(items, device_sm_count(device, "sparse_prefill"));
   const int cap = prefill_cta_cap();
   if (cap > 0) ctas = std::min<int64_t>(ctas, cap);

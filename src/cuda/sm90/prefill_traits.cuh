@@ -10,8 +10,9 @@
 
 namespace model1::cuda::sm90 {
 
-/// A persistent CTA walks work items (query token, group of 64 heads), item w, w + gridDim.x, ...
-/// from w = blockIdx.x. Three warpgroups:
+/// A persistent CTA walks work items (query token, group of 64 heads): round-robin (w, w +
+/// gridDim.x, ... from w = blockIdx.x), or with topk_length a contiguous range of tokens
+/// balanced by key count (prefill_item_range). Three warpgroups:
 ///   WG 0, 1  consumers, as in decode (consume_chunks): WG 0 computes S = Q K^T for the
 ///            chunk's 64 keys, the online softmax and O += P V for value columns 0..255, WG 1
 ///            O += P V for columns 256..511;
@@ -75,7 +76,10 @@ struct PrefillTraits {
   static constexpr int kQBarOffset = kBarOffset + kBarBytes;
   // The row statistics' handover from WG 0 to WG 1 after an item: stats_full, stats_empty.
   static constexpr int kStatsBarOffset = kQBarOffset + 2 * 8;
-  static constexpr int kUsedBytes = kStatsBarOffset + 2 * 8;
+  // The CTA's work items: begin, end, step (int32, prefill_item_range): each role reads them
+  // after its register budget changes, so they are not live across setmaxnreg.
+  static constexpr int kRangeOffset = kStatsBarOffset + 2 * 8;
+  static constexpr int kUsedBytes = kRangeOffset + 4 * 4;
   static constexpr int kAlign = 1024;
   static constexpr int kSmemBytes = kUsedBytes + kAlign;
   static constexpr int kMaxSmemBytes = 227 * 1024;
