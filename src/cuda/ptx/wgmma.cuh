@@ -128,6 +128,18 @@ __device__ __forceinline__ void cp_async_bulk_g2s(uint32_t dst, const void* src,
       : "memory");
 }
 
+/// Bulk copy (TMA, no tensor map) of `bytes` (a multiple of 16; both addresses 16-byte
+/// aligned) from this CTA's shared memory to global memory, in this thread's bulk async-group.
+__device__ __forceinline__ void cp_async_bulk_s2g(void* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes)
+               : "memory");
+}
+/// Closes this thread's bulk async-group (the copies issued since the last commit).
+__device__ __forceinline__ void cp_async_bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/// Waits until every bulk async-group of this thread is complete: its writes done (visible to
+/// this thread) and its shared-memory sources read.
+__device__ __forceinline__ void cp_async_bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 /// Prefetch of `bytes` (a multiple of 16, 16-byte aligned) of global memory into L2.
 __device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");

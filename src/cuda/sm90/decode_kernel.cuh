@@ -1027,12 +1027,39 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
     }
     return;
   }
+  // NOTE: a split's partial rows (f32, 1 KiB per row and warpgroup) are staged in the Q and key
+  // tiles, free after the loop, and leave by one bulk copy per row half: stored straight from
+  // the fragments, each warp store touched 8 rows' lines, and at b = 2 (one or two chunks a
+  // CTA) these 128 KiB took about 4 us of a CTA's 12 (PERF.md, sixteenth session). In a cluster
+  // the partner's copies out of this CTA's tile are complete once the partner's consumers left
+  // their loop (its producer warp 0 then arrives on partner_done).
+  constexpr int kStageRowBytes = T::kDimsPerConsumer * 4 + 32;  // 32-byte pad: 2 wavefronts a store
+  static_assert(T::kQOffset == 0 && 2 * T::kRows * kStageRowBytes <= T::kPOffset,
+                "the partial rows' staging fits the Q and key tiles");
+  if constexpr (T::kCluster == 2) ptx::mbarrier_wait(sm.partner_done_bar(), 0);
+  uint8_t* stage = sm.at(wg * T::kRows * kStageRowBytes);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    write_decode_row<kBlocks>(
-        p, i, j, g * T::kRows + r0 + 8 * r, split, false, m[r], l[r], wg == 0 && lane % 4 == 0,
-        [&](int nb) { return dim_base + nb * 8 + 2 * (lane % 4); },
-        [&](int nb) { return make_float2(o[4 * nb + 2 * r], o[4 * nb + 2 * r + 1]); });
+    const int h = g * T::kRows + r0 + 8 * r;
+    const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + h;
+    const DecodeRowScale rs = decode_row_scale(p, h, false, m[r], l[r]);
+    float* srow = reinterpret_cast<float*>(stage + (r0 + 8 * r) * kStageRowBytes);
+#pragma unroll
+    for (int nb = 0; nb < kBlocks; ++nb) {
+      *reinterpret_cast<float2*>(srow + nb * 8 + 2 * (lane % 4)) =
+          rs.empty ? make_float2(0.0f, 0.0f)
+                   : make_float2(o[4 * nb + 2 * r] * rs.factor, o[4 * nb + 2 * r + 1] * rs.factor);
+    }
+    if (wg == 0 && lane % 4 == 0) store_decode_lse(p, row, split, false, rs);
+  }
+  ptx::fence_proxy_async_smem();  // the generic stores above -> the bulk copies' reads
+  ptx::named_barrier_sync(T::kBarrierMax, T::kConsumerThreads);
+  if (wt < T::kRows) {
+    const int64_t row = (static_cast<int64_t>(i) * p.s_q + j) * p.h_q + g * T::kRows + wt;
+    ptx::cp_async_bulk_s2g(p.partial_o + (row * p.max_splits + split) * T::kDV + dim_base,
+                           ptx::smem_addr(stage + wt * kStageRowBytes), T::kDimsPerConsumer * 4);
+    ptx::cp_async_bulk_commit();
+    ptx::cp_async_bulk_wait_all();  // the CTA's shared memory outlives the reads; the writes done
   }
 }
 
