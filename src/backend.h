@@ -67,9 +67,10 @@ void quantize_cache(const TensorView& src, const KvCacheView& dst, void* stream)
 void store_tokens(const TensorView& tokens, const TensorView& slots, const KvCacheView& dst,
                   void* stream);
 void dequantize_cache(const KvCacheView& src, const TensorView& dst, void* stream);
-/// `split_keys`: the plan's resolved DecodeOptions::split_keys (validated: a multiple of 64).
+/// `split_keys`: the plan's resolved DecodeOptions::split_keys (validated: a multiple of 64);
+/// `latency`: it came from the latency rule (DecodeOptions::split_keys = kLatencySplitKeys).
 std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& args,
-                                                      int split_keys, void* stream);
+                                                      int split_keys, bool latency, void* stream);
 void sparse_decode(const SparseDecodeArgs& args, float sm_scale,
                    detail::BackendPlanState& plan, void* stream);
 /// The kernel family sparse_decode would launch (decode_kernel_name in decode.h).

@@ -213,15 +213,20 @@ int latency_rule(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int num_sms)
 /// options.split_keys validated, 0 resolved to the default (read only for CUDA plans) and
 /// kLatencySplitKeys to the latency rule for the plan's shapes and GPU (the default on the CPU,
 /// which has no splits).
-int resolve_split_keys(const DecodeOptions& options, const DecodePlan::Impl& sig) {
+/// `*latency` tells whether the latency rule gave the value.
+int resolve_split_keys(const DecodeOptions& options, const DecodePlan::Impl& sig, bool* latency) {
   check_decode_options(options);
+  *latency = false;
   if (options.split_keys > 0) return options.split_keys;
   if (sig.device != Device::kCUDA) return kDefaultSplitKeys;
   if (options.split_keys == kLatencySplitKeys) {
 #ifdef MODEL1_WITH_CUDA
     const int k = latency_rule(sig.b, sig.s_q, sig.h_q, sig.topk + sig.extra_topk,
                                cuda::sm_count(sig.device_id));
-    if (k > 0) return k;
+    if (k > 0) {
+      *latency = true;
+      return k;
+    }
 #endif
   }
   return default_split_keys();
@@ -249,12 +254,13 @@ int latency_split_keys(int64_t b, int64_t s_q, int64_t h_q, int64_t keys_per_req
 
 DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& options, void* stream) {
   DecodeShape shape = validate_decode(args);
-  const int split_keys = resolve_split_keys(options, shape.sig);
+  bool latency = false;
+  const int split_keys = resolve_split_keys(options, shape.sig, &latency);
   auto impl = std::make_unique<DecodePlan::Impl>(std::move(shape.sig));
   impl->split_keys = split_keys;
   if (impl->device == Device::kCUDA) {
 #ifdef MODEL1_WITH_CUDA
-    impl->backend = cuda::plan_decode(args, split_keys, stream);
+    impl->backend = cuda::plan_decode(args, split_keys, latency, stream);
 #endif
   }
   (void)stream;

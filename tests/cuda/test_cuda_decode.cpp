@@ -421,6 +421,31 @@ TEST(CudaDecode, BatchInvariance) {
   }
 }
 
+/// A latency plan whose grid still fits one wave when doubled runs 64 heads as two 32-head CTAs
+/// of the small-head kernel on sm_90 (CudaPlanState::heads32; b = 2, one token, 640 + 200 keys:
+/// 14 splits of 64 keys, 56 CTAs): both FP8 formats, every feature on, match the CPU reference
+/// and repeat bitwise. Elsewhere the same plan runs the kernels it always did.
+TEST(CudaDecode, LatencyPlanRuns64HeadsAsTwo32HeadCtas) {
+  MODEL1_REQUIRE_GPU();
+  for (KvFormat format : {KvFormat::kModel1Fp8, KvFormat::kV32Fp8}) {
+    DecodeCase c;
+    c.format = format;
+    c.h_q = 64; c.b = 2; c.s_q = 1; c.topk = 640;
+    c.main = CacheSpec{64, 24, 0, 0};
+    c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
+    c.topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(c.describe() + " split_keys=latency seed=" + std::to_string(seed));
+    DecodeProblem p = make_problem(c, seed);
+    const DecodeResult ref = run_cpu(p);
+    p.upload();
+    p.cfg.split_keys = kLatencySplitKeys;
+    const DecodeResult first = run_gpu(p);
+    EXPECT_TRUE(close_to(first, ref));
+    EXPECT_TRUE(bitwise_equal(run_gpu(p), first));
+  }
+}
+
 /// DecodeOptions::split_keys: every legal extreme matches the CPU reference on both kernel
 /// families (64 heads: sm90a on Hopper; bf16: portable), the plan reports its value, and bad
 /// values are refused naming the option.

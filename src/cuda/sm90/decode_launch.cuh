@@ -128,6 +128,8 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
     case 32:
       return launch_small_heads<Format, 32>(p, stream, device);
     default: {  // 64 or 128: one CTA per 64 heads
+      // NOTE: a latency plan's 64 heads as two 32-head CTAs (DecodeParams::heads32).
+      if (p.h_q == 64 && p.heads32) return launch_small_heads<Format, 32>(p, stream, device);
       if (p.h_q == 128 && cluster_decode_enabled()) {
         using T = DecodeTraits<Format, 2>;
         static std::atomic<uint64_t> smem_raised{0};

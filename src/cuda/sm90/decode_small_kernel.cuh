@@ -89,7 +89,7 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
 
   {
     const CtaCoord cc = cta_coord(p);
-    load_q_small<T>(sm, p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s, p.q_stride_h);
+    load_q_small<T>(sm, p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s + cc.g * H * p.q_stride_h, p.q_stride_h);
   }
   ptx::fence_proxy_async_smem();  // Q: generic stores -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierQ, T::kConsumerThreads);
@@ -271,14 +271,14 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
                                           p.split_chunks)
                              .num_splits;
   const bool direct = num_splits == 1;
-  const int64_t row0 = (static_cast<int64_t>(cc.i) * p.s_q + cc.j) * p.h_q;  // head 0 of the token
+  const int64_t row0 = (static_cast<int64_t>(cc.i) * p.s_q + cc.j) * p.h_q + cc.g * H;  // the CTA's head 0
   // NOTE: one thread per head finishes the row statistics (all heads at once, not one after the
   // other), then every thread scales and stores 8 consecutive columns at a time.
   float* scale = red_max;  // [H] factor, then [H] 1 when the row is empty
   if (threadIdx.x < H) {
     const int h = threadIdx.x;
     const float l_total = (red_sum[h] + red_sum[H + h]) + (red_sum[2 * H + h] + red_sum[3 * H + h]);
-    const DecodeRowScale rs = decode_row_scale(p, h, direct, stat_m[h], l_total);
+    const DecodeRowScale rs = decode_row_scale(p, cc.g * H + h, direct, stat_m[h], l_total);
     store_decode_lse(p, row0 + h, cc.split, direct, rs);
     scale[h] = rs.factor;
     scale[H + h] = rs.empty ? 1.0f : 0.0f;
