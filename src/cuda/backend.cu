@@ -45,12 +45,13 @@ struct CudaPlanState final : detail::BackendPlanState {
   int split_chunks = 1;  // from the plan's options
   portable::DecodeConfig config = portable::DecodeConfig::kAuto;
   int num_sms = 1;
-  /// 64 heads as two 32-head CTAs (DecodeParams::heads32): a latency plan whose grid, doubled,
-  /// still fits one wave. At b = 2 the small-head kernel's 32-head CTAs finish model1-c1 / c3
-  /// 9-11% sooner than one 64-head CTA (PERF.md, sixteenth session); not for 128 heads (four
-  /// CTAs a split, 1.3x slower at the latency rule's splits). A plan constant, like the split
-  /// size it comes with (latency plans are not batch-invariant across batch sizes).
-  bool heads32 = false;
+  /// 16, 32 or 64 heads as two CTAs of half the heads (DecodeParams::half_heads): a latency
+  /// plan whose grid, doubled, still fits one wave. At b = 2 the small-head kernel's 32-head
+  /// CTAs finish model1-c1 / c3 8-9% sooner than one 64-head CTA (PERF.md, sixteenth session);
+  /// not for 128 heads (four CTAs a split, 1.3x slower at the latency rule's splits). A plan
+  /// constant, like the split size it comes with (latency plans are not batch-invariant across
+  /// batch sizes).
+  bool half_heads = false;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
   int32_t* request_order = nullptr;  // [b]: the longest-first order (request_order_kernel)
@@ -133,7 +134,7 @@ DecodeParams make_params(const SparseDecodeArgs& a, float sm_scale, const CudaPl
   p.partial_lse = st.partial_lse;
   p.max_splits = st.max_splits;
   p.split_chunks = st.split_chunks;
-  p.heads32 = st.heads32;
+  p.half_heads = st.half_heads;
   return p;
 }
 
@@ -285,8 +286,9 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   (void)portable_decode_forced();
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
-  st->heads32 = latency && a.q.shape[2] == 64 &&
-                a.q.shape[0] * a.q.shape[1] * st->max_splits * 2 <= static_cast<int64_t>(st->num_sms);
+  const int64_t h_q = a.q.shape[2];
+  st->half_heads = latency && (h_q == 16 || h_q == 32 || h_q == 64) &&
+                   a.q.shape[0] * a.q.shape[1] * st->max_splits * 2 <= static_cast<int64_t>(st->num_sms);
   auto allocate = [&](void** ptr, size_t bytes, const char* what) {
     const cudaError_t err = cudaMalloc(ptr, bytes);
     if (err != cudaSuccess) {

@@ -421,16 +421,19 @@ TEST(CudaDecode, BatchInvariance) {
   }
 }
 
-/// A latency plan whose grid still fits one wave when doubled runs 64 heads as two 32-head CTAs
-/// of the small-head kernel on sm_90 (CudaPlanState::heads32; b = 2, one token, 640 + 200 keys:
-/// 14 splits of 64 keys, 56 CTAs): both FP8 formats, every feature on, match the CPU reference
-/// and repeat bitwise. Elsewhere the same plan runs the kernels it always did.
-TEST(CudaDecode, LatencyPlanRuns64HeadsAsTwo32HeadCtas) {
+/// A latency plan whose grid still fits one wave when doubled runs 16, 32 or 64 heads as two CTAs
+/// of half the heads of the small-head kernel on sm_90 (CudaPlanState::half_heads; b = 2, one
+/// token, 640 + 200 keys: 14 splits of 64 keys, 56 CTAs): both FP8 formats, every feature on,
+/// match the CPU reference and repeat bitwise. Elsewhere the same plan runs the kernels it
+/// always did.
+TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
   MODEL1_REQUIRE_GPU();
-  for (KvFormat format : {KvFormat::kModel1Fp8, KvFormat::kV32Fp8}) {
+  for (const auto& [h_q, format] : {std::pair{16, KvFormat::kModel1Fp8}, std::pair{32, KvFormat::kModel1Fp8},
+                                     std::pair{64, KvFormat::kModel1Fp8}, std::pair{16, KvFormat::kV32Fp8},
+                                     std::pair{32, KvFormat::kV32Fp8}, std::pair{64, KvFormat::kV32Fp8}}) {
     DecodeCase c;
     c.format = format;
-    c.h_q = 64; c.b = 2; c.s_q = 1; c.topk = 640;
+    c.h_q = h_q; c.b = 2; c.s_q = 1; c.topk = 640;
     c.main = CacheSpec{64, 24, 0, 0};
     c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
     c.topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;

@@ -56,9 +56,9 @@ struct DecodeParams {
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits] f32, base 2, -inf when empty
   int max_splits = 1;            ///< grid extent along the splits (from the shapes)
   int split_chunks = 1;  ///< target chunks per split (the plan's DecodeOptions::split_keys / 64)
-  /// sm_90a, h_q = 64: run the heads as two 32-head CTAs of the small-head kernel (a latency
-  /// plan whose doubled grid still fits one wave; CudaPlanState::heads32).
-  bool heads32 = false;
+  /// sm_90a, h_q 16, 32 or 64: run the heads as two CTAs of h_q / 2 heads of the small-head
+  /// kernel (a latency plan whose doubled grid still fits one wave; CudaPlanState::half_heads).
+  bool half_heads = false;
   /// [b] or null: the request each slot of the grid's request dimension computes (longest
   /// first, written by request_order_kernel when the lengths vary and the grid overflows one
   /// wave; null = slot r computes request r). Only the CTAs' start order changes, no result.

@@ -120,6 +120,19 @@ template <class Format>
 void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
   MODEL1_CHECK(smem_for_heads<Format>(p.h_q) > 0, "q.shape", "shape[2] (h_q) 8, 16, 32, 64 or 128 (sm_90a kernels)",
                std::to_string(p.h_q));
+  // NOTE: a latency plan's heads as two CTAs of half of them (DecodeParams::half_heads).
+  if (p.half_heads) {
+    switch (p.h_q) {
+      case 16:
+        return launch_small_heads<Format, 8>(p, stream, device);
+      case 32:
+        return launch_small_heads<Format, 16>(p, stream, device);
+      case 64:
+        return launch_small_heads<Format, 32>(p, stream, device);
+      default:
+        break;
+    }
+  }
   switch (p.h_q) {
     case 8:
       return launch_small_heads<Format, 8>(p, stream, device);
@@ -128,8 +141,6 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
     case 32:
       return launch_small_heads<Format, 32>(p, stream, device);
     default: {  // 64 or 128: one CTA per 64 heads
-      // NOTE: a latency plan's 64 heads as two 32-head CTAs (DecodeParams::heads32).
-      if (p.h_q == 64 && p.heads32) return launch_small_heads<Format, 32>(p, stream, device);
       if (p.h_q == 128 && cluster_decode_enabled()) {
         using T = DecodeTraits<Format, 2>;
         static std::atomic<uint64_t> smem_raised{0};
