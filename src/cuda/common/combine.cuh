@@ -38,15 +38,16 @@ struct CombineTraits {
 
 /// kAfterPrimary: launched as a programmatic dependent of the split kernel (sm_90, the sm_90a
 /// instantiation in sm90/combine_sm90.cu): its CTAs may start while the split kernel's last
-/// CTAs still run, so each first waits (griddepcontrol.wait) until that grid completed and its
-/// writes are visible. The portable instantiation (<false>) is launched plainly.
+/// CTAs still run, so each warp reads what the split kernel never writes (the row's lengths,
+/// hence its schedule, and its sink) and then waits (griddepcontrol.wait) until that grid
+/// completed and its writes are visible. The portable instantiation (<false>) is launched
+/// plainly.
 /// NOTE: latency-bound at small batches (a few rows per SM): the partial rows of kBatch splits
 /// are loaded together, the first batch before the lse maximum is known, so a row costs about
 /// one memory round trip per kBatch splits instead of one per split. The sums run in split
 /// order whatever kBatch is (the same operations in the same order: bitwise deterministic).
 template <bool kAfterPrimary, int kBatch>
 __global__ void __launch_bounds__(CombineTraits::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
-  if constexpr (kAfterPrimary) ptx::griddep_wait();
   using T = CombineTraits;
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * T::kRowsPerBlock + threadIdx.x / 32;
@@ -59,6 +60,10 @@ __global__ void __launch_bounds__(CombineTraits::kThreads) combine_kernel(const 
   const RequestSchedule sched = request_schedule(main_keys, extra_keys, p.split_chunks);
   const int n = sched.num_splits;
   if (n == 1) return;  // written by the split kernel
+  const float sink = p.attn_sink != nullptr ? p.attn_sink[h] : 0.0f;
+  // NOTE: the lengths' loads (model1-c3 / c4) and the sink's go out before the wait: at b = 2
+  // the combine's time is its chain of memory round trips after the split kernel ends.
+  if constexpr (kAfterPrimary) ptx::griddep_wait();
 
   const float* plse = p.partial_lse + row * p.max_splits;        // [max_splits]
   const float* po = p.partial_o + row * p.max_splits * T::kDV;   // [max_splits, 512]
@@ -122,7 +127,7 @@ __global__ void __launch_bounds__(CombineTraits::kThreads) combine_kernel(const 
   }
   const float lse = (m + log2f(wsum)) * kLn2;
   float factor = 1.0f / wsum;
-  if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(p.attn_sink[h] - lse));
+  if (p.attn_sink != nullptr) factor *= 1.0f / (1.0f + expf(sink - lse));
 #pragma unroll
   for (int v = 0; v < T::kVecPerLane; ++v) {
     const int d = (v * 32 + lane) * 4;
