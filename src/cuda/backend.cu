@@ -286,9 +286,7 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   (void)portable_decode_forced();
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
-  const int64_t h_q = a.q.shape[2];
-  st->half_heads = latency && (h_q == 16 || h_q == 32 || h_q == 64) &&
-                   a.q.shape[0] * a.q.shape[1] * st->max_splits * 2 <= static_cast<int64_t>(st->num_sms);
+  st->half_heads = latency && latency_half_heads(a.q.shape[0], a.q.shape[1], a.q.shape[2], st->max_splits, st->num_sms);
   auto allocate = [&](void** ptr, size_t bytes, const char* what) {
     const cudaError_t err = cudaMalloc(ptr, bytes);
     if (err != cudaSuccess) {

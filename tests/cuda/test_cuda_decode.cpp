@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/common/decode_params.h"
 #include "cuda_test_util.h"
 #include "model1/model1.h"
 #include "scoped_env.h"
@@ -419,6 +420,20 @@ TEST(CudaDecode, BatchInvariance) {
     }
     EXPECT_EQ(mismatches, 0) << "requests whose output changed under a batch permutation";
   }
+}
+
+/// The rule behind a latency plan's half-head CTAs (no GPU needed): 16, 32 or 64 heads, and
+/// the doubled grid within one wave of the GPU's SMs.
+TEST(CudaDecode, LatencyHalfHeadsRule) {
+  using cuda::latency_half_heads;
+  EXPECT_TRUE(latency_half_heads(2, 2, 64, 10, 132));    // model1-c1 b = 2, 64-key splits: 80 CTAs
+  EXPECT_TRUE(latency_half_heads(2, 2, 32, 10, 132));    // model1-tp-h32
+  EXPECT_TRUE(latency_half_heads(2, 2, 16, 10, 132));    // model1-tp-h16
+  EXPECT_TRUE(latency_half_heads(1, 1, 64, 66, 132));    // exactly one wave
+  EXPECT_FALSE(latency_half_heads(1, 1, 64, 67, 132));   // one CTA past it
+  EXPECT_FALSE(latency_half_heads(4, 2, 64, 10, 132));   // model1-c1 b = 4: 160 CTAs
+  EXPECT_FALSE(latency_half_heads(2, 2, 128, 9, 132));   // 128 heads: never
+  EXPECT_FALSE(latency_half_heads(2, 2, 8, 10, 132));    // 8 heads: nothing to halve
 }
 
 /// A latency plan whose grid still fits one wave when doubled runs 16, 32 or 64 heads as two CTAs

@@ -134,4 +134,13 @@ MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t 
   return 0;
 }
 
+/// Whether a latency plan (DecodeOptions::split_keys = kLatencySplitKeys; `max_splits` splits
+/// a request at most) runs each split as two CTAs of half the heads on sm_90
+/// (DecodeParams::half_heads): 16, 32 or 64 heads, and the doubled grid, b * s_q * max_splits *
+/// 2 CTAs, still one wave of `num_sms`. Measured at b = 2 (sooner by 3-9%) and b = 4 / 8 (where
+/// it does not hold: half heads there win only with twice the chunks a CTA, PERF.md).
+MODEL1_HD bool latency_half_heads(int64_t b, int64_t s_q, int64_t h_q, int64_t max_splits, int64_t num_sms) {
+  return (h_q == 16 || h_q == 32 || h_q == 64) && b * s_q * max_splits * 2 <= num_sms;
+}
+
 }  // namespace model1::cuda
