@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <iostream>
 #include <limits>
 #include <stdexcept>
@@ -1179,6 +1180,23 @@ TEST(PrefillCudaSmall, HopperShapesAutoAndPortable) {
   }
 }
 
+// Case c on the GPU with the default grid matches the CPU backend, and under each CTA cap in
+// `caps` (MODEL1_CUDA_PREFILL_CTAS) gives bitwise the same outputs, guards intact each time.
+void expect_any_cta_cap_same(const Case& c, std::initializer_list<const char*> caps) {
+  Problem p(c);
+  p.run_reference();
+  const Outputs full = p.run_gpu(PrefillPipeline::kAuto);
+  expect_close(full, p.ref());
+  EXPECT_TRUE(p.guards_intact());
+  for (const char* cap : caps) {
+    SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
+    const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", cap);
+    const Outputs capped = p.run_gpu(PrefillPipeline::kAuto);
+    EXPECT_TRUE(p.guards_intact());
+    EXPECT_TRUE(bitwise_equal(full, capped));
+  }
+}
+
 // The sm_90a kernel is persistent: MODEL1_CUDA_PREFILL_CTAS caps its grid, so each CTA walks
 // many work items (token, head group) and carries its barriers' phases from one to the next:
 // items without keys, with one partial chunk and with several, in a row, with Q through the
@@ -1200,18 +1218,7 @@ TEST(PrefillCudaSmall, PersistentCtasWalkManyWorkItems) {
       c.q_layout = d == 576 ? QLayout::kUnaligned : QLayout::kHeadMajor;
       c.seed = seed_of(d, h, 31);
       SCOPED_TRACE(c.name());
-      Problem p(c);
-      p.run_reference();
-      const Outputs full = p.run_gpu(PrefillPipeline::kAuto);
-      expect_close(full, p.ref());
-      EXPECT_TRUE(p.guards_intact());
-      for (const char* cap : {"1", "2", "5"}) {
-        SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
-        const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", cap);
-        const Outputs capped = p.run_gpu(PrefillPipeline::kAuto);
-        EXPECT_TRUE(p.guards_intact());
-        EXPECT_TRUE(bitwise_equal(full, capped));
-      }
+      expect_any_cta_cap_same(c, {"1", "2", "5"});
     }
   }
 }
@@ -1234,18 +1241,7 @@ TEST(PrefillCudaSmall, BalancedRangesCoverEveryItem) {
     c.sink = Sink::kFinite;
     c.seed = seed_of(512, h, 47);
     SCOPED_TRACE(c.name());
-    Problem p(c);
-    p.run_reference();
-    const Outputs full = p.run_gpu(PrefillPipeline::kAuto);
-    expect_close(full, p.ref());
-    EXPECT_TRUE(p.guards_intact());
-    for (const char* cap : {"1", "7", "131"}) {
-      SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
-      const ScopedEnv env("MODEL1_CUDA_PREFILL_CTAS", cap);
-      const Outputs capped = p.run_gpu(PrefillPipeline::kAuto);
-      EXPECT_TRUE(p.guards_intact());
-      EXPECT_TRUE(bitwise_equal(full, capped));
-    }
+    expect_any_cta_cap_same(c, {"1", "7", "131"});
   }
 }
 
