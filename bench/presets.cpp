@@ -106,15 +106,23 @@ std::vector<Preset> make_presets() {
                              "prefill, d_qk 512, h_q 128, topk 1024"));
   v.push_back(prefill_preset("prefill-v32", 576, 128, 2048, {{65536, 4044.0}},
                              "prefill, d_qk 576, h_q 128, topk 2048"));
-  // Not in PERFORMANCE.md: prefill-h64 with a topk_length per query token, as V4 engines call
-  // prefill (window and compressed entries gathered into one workspace, each token its count).
-  // Query tokens then carry unequal work, which the persistent grid's item order must balance.
-  Preset lengths = prefill_preset("prefill-h64-len", 512, 64, 512, {},
-                                  "prefill-h64 with topk_length ~ U[0, 512] per query token");
-  lengths.points = {32768};
-  lengths.random_topk_length = true;
-  lengths.bar_note = "no FlashMLA time for per-token lengths (PERFORMANCE.md has none)";
-  v.push_back(std::move(lengths));
+  // Not in PERFORMANCE.md: prefill-h64 / h128 with a topk_length per query token, as V4 engines
+  // call prefill (window and compressed entries gathered into one workspace, each token its
+  // count). Query tokens then carry unequal work, which the persistent grid must balance.
+  struct LengthsPreset {
+    const char *name, *base;
+    int heads, topk;
+  };
+  for (const LengthsPreset& l : {LengthsPreset{"prefill-h64-len", "prefill-h64", 64, 512},
+                                 LengthsPreset{"prefill-h128-len", "prefill-h128", 128, 1024}}) {
+    Preset lengths = prefill_preset(l.name, 512, l.heads, l.topk, {},
+                                    std::string(l.base) + " with topk_length ~ U[0, " + std::to_string(l.topk) +
+                                        "] per query token");
+    lengths.points = {32768};
+    lengths.random_topk_length = true;
+    lengths.bar_note = "no FlashMLA time for per-token lengths (PERFORMANCE.md has none)";
+    v.push_back(std::move(lengths));
+  }
   return v;
 }
 

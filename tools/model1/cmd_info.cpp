@@ -88,7 +88,7 @@ void print_presets() {
                std::to_string(p.s_q), main, extra,
                std::string(p.point_name()) + "=" + join(points, ","), join(bar, " / ")});
   }
-  std::printf("benchmark presets (PERFORMANCE.md's, two more shard sizes and prefill-h64 with per-token lengths; `model1 bench --preset NAME`):\n");
+  std::printf("benchmark presets (PERFORMANCE.md's, two more shard sizes and prefill-h64 / h128 with per-token lengths; `model1 bench --preset NAME`):\n");
   t.print(stdout);
 }
 
