@@ -120,27 +120,17 @@ template <class Format>
 void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device) {
   MODEL1_CHECK(smem_for_heads<Format>(p.h_q) > 0, "q.shape", "shape[2] (h_q) 8, 16, 32, 64 or 128 (sm_90a kernels)",
                std::to_string(p.h_q));
-  // NOTE: a latency plan's heads as two CTAs of half of them (DecodeParams::half_heads).
-  if (p.half_heads) {
-    switch (p.h_q) {
-      case 16:
-        return launch_small_heads<Format, 8>(p, stream, device);
-      case 32:
-        return launch_small_heads<Format, 16>(p, stream, device);
-      case 64:
-        return launch_small_heads<Format, 32>(p, stream, device);
-      default:
-        break;
-    }
-  }
-  switch (p.h_q) {
+  // NOTE: a latency plan's 16, 32 or 64 heads run as two CTAs of half of them
+  // (DecodeParams::half_heads; the plan sets it for those head counts only).
+  const int heads_per_cta = p.half_heads ? p.h_q / 2 : p.h_q;
+  switch (heads_per_cta) {
     case 8:
       return launch_small_heads<Format, 8>(p, stream, device);
     case 16:
       return launch_small_heads<Format, 16>(p, stream, device);
     case 32:
       return launch_small_heads<Format, 32>(p, stream, device);
-    default: {  // 64 or 128: one CTA per 64 heads
+    default: {  // 64 or 128 heads: one CTA per 64
       if (p.h_q == 128 && cluster_decode_enabled()) {
         using T = DecodeTraits<Format, 2>;
         static std::atomic<uint64_t> smem_raised{0};
