@@ -401,8 +401,8 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
 }
 
 /// Persistent grid: min(work items, the launcher's CTA count) CTAs of 384 threads; work item w
-/// = (token w / num_head_groups, head group w % num_head_groups); each CTA a contiguous range
-/// of them (prefill_item_range), balanced by key count when topk_length is given.
+/// = (token w / num_head_groups, head group w % num_head_groups), taken round-robin, or with
+/// topk_length by contiguous token ranges of equal key count (prefill_item_range).
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
   const Smem<T> sm;
