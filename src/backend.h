@@ -32,6 +32,9 @@ CacheGeom cache_geom(const KvCacheView& cache);
 /// Backend-owned part of a DecodePlan (workspace, schedule buffers).
 struct BackendPlanState {
   virtual ~BackendPlanState() = default;
+  /// Keys per split the backend plans with: the split_keys it was given, except where a
+  /// latency plan's rule for its kernels took another (CUDA: half-head CTAs on sm_90a).
+  int split_keys = 0;
 };
 
 }  // namespace model1::detail

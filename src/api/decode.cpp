@@ -186,7 +186,7 @@ bool same_sig(const DecodePlan::Impl& x, const DecodePlan::Impl& y) {
 }
 
 constexpr int kSplitKeyStep = cuda::kChunkKeys;  // the split granularity (one kernel chunk of keys)
-constexpr int kMaxSplitKeys = 256 * 64;  // 16384
+constexpr int kMaxSplitKeys = cuda::kMaxSplitChunks * cuda::kChunkKeys;  // 16384
 
 /// The default keys per split: kDefaultSplitKeys, or MODEL1_CUDA_SPLIT_CHUNKS (1..256) chunks
 /// of 64 keys for tuning. NOTE: read once per process and never derived from the batch, so
@@ -206,7 +206,7 @@ int default_split_keys() {
 
 /// latency_split_keys' rule (cuda::latency_split_chunks), 0 when the batch fills one wave.
 int latency_rule(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int num_sms) {
-  const int chunks = cuda::latency_split_chunks(b, s_q, h_q, keys, num_sms, kMaxSplitKeys / kSplitKeyStep);
+  const int chunks = cuda::latency_split_chunks(b, s_q, h_q, keys, num_sms, cuda::kMaxSplitChunks);
   return chunks * kSplitKeyStep;
 }
 
@@ -261,6 +261,7 @@ DecodePlan plan_decode(const SparseDecodeArgs& args, const DecodeOptions& option
   if (impl->device == Device::kCUDA) {
 #ifdef MODEL1_WITH_CUDA
     impl->backend = cuda::plan_decode(args, split_keys, latency, stream);
+    impl->split_keys = impl->backend->split_keys;
 #endif
   }
   (void)stream;

@@ -46,11 +46,12 @@ struct CudaPlanState final : detail::BackendPlanState {
   portable::DecodeConfig config = portable::DecodeConfig::kAuto;
   int num_sms = 1;
   /// 16, 32 or 64 heads as two CTAs of half the heads (DecodeParams::half_heads): a latency
-  /// plan whose grid, doubled, still fits one wave. At b = 2 the small-head kernel's 32-head
-  /// CTAs finish model1-c1 / c3 8-9% sooner than one 64-head CTA (PERF.md, sixteenth session);
-  /// not for 128 heads (four CTAs a split, 1.3x slower at the latency rule's splits). A plan
-  /// constant, like the split size it comes with (latency plans are not batch-invariant across
-  /// batch sizes).
+  /// plan on the sm_90a kernels whose grid, doubled, fits one wave at the rule's split, or for
+  /// 64 heads at one chunk more a split (latency_half_head_chunks). The small-head kernel's
+  /// half-size CTAs finish model1-c1 / c3 sooner than whole ones (PERF.md, sixteenth and
+  /// seventeenth sessions); not for 128 heads (four CTAs a split, 1.3x slower at the latency
+  /// rule's splits). A plan constant, like the split size it comes with (latency plans are not
+  /// batch-invariant across batch sizes).
   bool half_heads = false;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]
@@ -191,6 +192,23 @@ bool portable_decode_forced() {
   return value;
 }
 
+/// Half-head CTAs (CudaPlanState::half_heads): MODEL1_CUDA_DECODE_HALF_HEADS unset, empty or
+/// "auto" = the latency rule (latency plans only, latency_half_head_chunks); "0" = never; "1" = every
+/// plan with 16, 32 or 64 heads, whatever its split size (tuning the rule on a GPU). Only the
+/// sm_90a kernels read it. NOTE: read once per process.
+enum class HalfHeads { kAuto, kNever, kAlways };
+HalfHeads half_heads_setting() {
+  static const HalfHeads value = [] {
+    const char* env = std::getenv("MODEL1_CUDA_DECODE_HALF_HEADS");
+    if (env == nullptr || *env == '\0') return HalfHeads::kAuto;
+    const std::string v = env;
+    MODEL1_CHECK(v == "auto" || v == "0" || v == "1", "MODEL1_CUDA_DECODE_HALF_HEADS",
+                 "'auto', '0', '1' or unset", "'" + v + "'");
+    return v == "auto" ? HalfHeads::kAuto : (v == "0" ? HalfHeads::kNever : HalfHeads::kAlways);
+  }();
+  return value;
+}
+
 /// A cache format as a type (the format structs are only declared here).
 template <class Format>
 struct FormatTag {
@@ -247,6 +265,16 @@ DecodeKernel choose_kernel(const DecodeParams& p, const CudaPlanState& st) {
   return DecodeKernel::kPortable;
 }
 
+/// Whether the sm_90a kernels would serve a call with these arguments (at plan time: the
+/// plan's own argument views; a later call with other views, unaligned say, may run the
+/// portable kernels with the same plan).
+bool sm90a_serves(const SparseDecodeArgs& a, const CudaPlanState& st) {
+  const DecodeParams p = make_params(a, 1.0f, st);
+  DecodeKernel kernel = DecodeKernel::kPortable;
+  with_format(a, [&](auto tag) { kernel = choose_kernel<typename decltype(tag)::type>(p, st); });
+  return kernel == DecodeKernel::kSm90a;
+}
+
 }  // namespace
 
 std::string decode_kernel_name(const SparseDecodeArgs& a, float sm_scale, const detail::BackendPlanState& plan) {
@@ -284,9 +312,23 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
   // where no sm_90a kernel was compiled.
   (void)portable_decode_forced();
+  // Half-head CTAs (sm_90a kernels only; the portable ones ignore the flag): a latency plan's
+  // split may grow by one chunk for them (latency_half_head_chunks), so decide them first.
+  const int64_t h_q = a.q.shape[2];
+  const HalfHeads half_setting = half_heads_setting();
+  if (half_setting == HalfHeads::kAlways) {
+    st->half_heads = h_q == 16 || h_q == 32 || h_q == 64;
+  } else if (half_setting == HalfHeads::kAuto && latency && sm90a_serves(a, *st)) {
+    const int chunks = latency_half_head_chunks(a.q.shape[0], a.q.shape[1], h_q, topk + extra_topk, st->num_sms,
+                                                st->split_chunks, kMaxSplitChunks);
+    if (chunks > 0) {
+      st->half_heads = true;
+      st->split_chunks = chunks;
+    }
+  }
+  st->split_keys = st->split_chunks * kChunkKeys;
   st->max_splits =
       request_schedule(static_cast<int>(topk), static_cast<int>(extra_topk), st->split_chunks).num_splits;
-  st->half_heads = latency && latency_half_heads(a.q.shape[0], a.q.shape[1], a.q.shape[2], st->max_splits, st->num_sms);
   auto allocate = [&](void** ptr, size_t bytes, const char* what) {
     const cudaError_t err = cudaMalloc(ptr, bytes);
     if (err != cudaSuccess) {

@@ -422,18 +422,57 @@ TEST(CudaDecode, BatchInvariance) {
   }
 }
 
-/// The rule behind a latency plan's half-head CTAs (no GPU needed): 16, 32 or 64 heads, and
-/// the doubled grid within one wave of the GPU's SMs.
+/// The split a kLatencySplitKeys plan for `c` takes on this GPU: latency_split_keys(), or on the
+/// sm_90a kernels the half-head rule's split (latency_half_head_chunks) unless
+/// MODEL1_CUDA_DECODE_HALF_HEADS overrides the rule.
+int expected_latency_split(const DecodeCase& c, bool sm90a) {
+  int sms = 0;
+  cuda_ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+  const int64_t keys = c.topk + (c.has_extra ? c.extra_topk : 0);
+  const int whole = latency_split_keys(c.b, c.s_q, c.h_q, keys, sms);
+  const char* env = std::getenv("MODEL1_CUDA_DECODE_HALF_HEADS");
+  const bool rule = env == nullptr || *env == '\0' || std::string(env) == "auto";
+  if (!sm90a || !rule) return whole;
+  const int half = cuda::latency_half_head_chunks(c.b, c.s_q, c.h_q, keys, sms, whole / cuda::kChunkKeys,
+                                                  cuda::kMaxSplitChunks);
+  return half > 0 ? half * cuda::kChunkKeys : whole;
+}
+
+/// The split and half-head rules of a latency plan (no GPU needed): whole-head chunks per split
+/// (one wave of whole-head CTAs), then half-head CTAs where the doubled grid fits one wave at
+/// the same split (16, 32, 64 heads) or, for 64 heads, at one chunk more (0: whole heads).
 TEST(CudaDecode, LatencyHalfHeadsRule) {
-  using cuda::latency_half_heads;
-  EXPECT_TRUE(latency_half_heads(2, 2, 64, 10, 132));    // model1-c1 b = 2, 64-key splits: 80 CTAs
-  EXPECT_TRUE(latency_half_heads(2, 2, 32, 10, 132));    // model1-tp-h32
-  EXPECT_TRUE(latency_half_heads(2, 2, 16, 10, 132));    // model1-tp-h16
-  EXPECT_TRUE(latency_half_heads(1, 1, 64, 66, 132));    // exactly one wave
-  EXPECT_FALSE(latency_half_heads(1, 1, 64, 67, 132));   // one CTA past it
-  EXPECT_FALSE(latency_half_heads(4, 2, 64, 10, 132));   // model1-c1 b = 4: 160 CTAs
-  EXPECT_FALSE(latency_half_heads(2, 2, 128, 9, 132));   // 128 heads: never
-  EXPECT_FALSE(latency_half_heads(2, 2, 8, 10, 132));    // 8 heads: nothing to halve
+  struct Case {
+    int64_t b, s_q, h_q, keys;
+    int whole, half;
+    const char* what;
+  };
+  const Case cases[] = {
+      {2, 2, 64, 640, 1, 1, "model1-c1 b = 2: 40 whole CTAs, 80 half"},
+      {2, 2, 32, 640, 1, 1, "model1-tp-h32 b = 2"},
+      {2, 2, 16, 640, 1, 1, "model1-tp-h16 b = 2"},
+      {3, 2, 32, 640, 1, 1, "model1-tp-h32 b = 3: 120 half CTAs"},
+      {4, 2, 64, 640, 1, 2, "model1-c1 b = 4: 64 heads, one chunk more (80 half CTAs)"},
+      {6, 2, 64, 640, 1, 2, "model1-c1 b = 6: 120 whole CTAs of 1 chunk, 120 half of 2"},
+      {8, 2, 64, 640, 2, 3, "model1-c1 b = 8: 80 whole CTAs, 128 half"},
+      {12, 2, 64, 640, 2, 0, "model1-c1 b = 12: half heads would need 5 chunks"},
+      {16, 2, 64, 640, 3, 0, "model1-c1 b = 16: half heads would need 5 chunks"},
+      {4, 2, 32, 640, 1, 0, "model1-tp-h32 b = 4: one chunk more is not for 32 heads"},
+      {4, 2, 16, 640, 1, 0, "model1-tp-h16 b = 4"},
+      {4, 2, 64, 1152, 2, 3, "model1-c3 b = 4: 18 chunks, 64-key splits over the 16-split cap"},
+      {6, 2, 64, 1152, 2, 0, "model1-c3 b = 6: half heads would need 4 chunks"},
+      {66, 1, 64, 64, 1, 1, "exactly one wave doubled"},
+      {67, 1, 64, 64, 1, 0, "one CTA past it"},
+      {2, 2, 128, 640, 1, 0, "128 heads: never"},
+      {2, 2, 8, 640, 1, 0, "8 heads: nothing to halve"},
+      {148, 2, 64, 16384, 0, 0, "a full batch: no latency split"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const int whole = cuda::latency_split_chunks(c.b, c.s_q, c.h_q, c.keys, 132, cuda::kMaxSplitChunks);
+    EXPECT_EQ(whole, c.whole);
+    EXPECT_EQ(cuda::latency_half_head_chunks(c.b, c.s_q, c.h_q, c.keys, 132, whole, cuda::kMaxSplitChunks), c.half);
+  }
 }
 
 /// A latency plan whose grid still fits one wave when doubled runs 16, 32 or 64 heads as two CTAs
@@ -457,6 +496,36 @@ TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
     DecodeProblem p = make_problem(c, seed);
     const DecodeResult ref = run_cpu(p);
     p.upload();
+    p.cfg.split_keys = kLatencySplitKeys;
+    const DecodeResult first = run_gpu(p);
+    EXPECT_TRUE(close_to(first, ref));
+    EXPECT_TRUE(bitwise_equal(run_gpu(p), first));
+  }
+}
+
+/// 64 heads at b = 4 and 6 (two tokens, 640 + 200 keys): on an H200 the whole-head latency
+/// split is 64 / 128 keys, and the plan takes 128 / 192-key splits of half-head CTAs instead
+/// (the doubled grid fits one wave with one chunk more a split). Both FP8 formats, every feature on: the
+/// plan reports the split, the outputs match the CPU reference and repeat bitwise.
+TEST(CudaDecode, LatencyPlanHalfHeadsTakeOneChunkMore) {
+  MODEL1_REQUIRE_GPU();
+  for (const auto& [b, format] : {std::pair{4, KvFormat::kModel1Fp8}, std::pair{6, KvFormat::kV32Fp8}}) {
+    DecodeCase c;
+    c.format = format;
+    c.h_q = 64; c.b = b; c.s_q = 2; c.topk = 640;
+    c.main = CacheSpec{64, 24, 0, 0};
+    c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
+    c.topk_length = true; c.extra_topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE(c.describe() + " split_keys=latency seed=" + std::to_string(seed));
+    DecodeProblem p = make_problem(c, seed);
+    const DecodeResult ref = run_cpu(p);
+    p.upload();
+    DecodeOptions latency;
+    latency.split_keys = kLatencySplitKeys;
+    const DecodePlan plan = plan_decode(p.args(true), latency);
+    const bool sm90a = decode_kernel_name(p.args(true), plan) == "sm90a";
+    EXPECT_EQ(plan.split_keys(), expected_latency_split(c, sm90a));
     p.cfg.split_keys = kLatencySplitKeys;
     const DecodeResult first = run_gpu(p);
     EXPECT_TRUE(close_to(first, ref));
@@ -491,15 +560,15 @@ TEST(CudaDecode, SplitKeysOption) {
       options.split_keys = split_keys;
       EXPECT_EQ(plan_decode(p.args(true), options).split_keys(), split_keys);
     }
-    // kLatencySplitKeys: the plan takes latency_split_keys() of its shapes and this GPU.
-    int sms = 0;
-    cuda_ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
-    const int want = latency_split_keys(base.b, base.s_q, base.h_q, base.topk + base.extra_topk, sms);
-    SCOPED_TRACE(base.describe() + " split_keys=latency (" + std::to_string(want) + ") seed=" +
-                 std::to_string(seed));
+    // kLatencySplitKeys: the plan takes latency_split_keys() of its shapes and this GPU (on
+    // the sm_90a kernels, the half-head rule's split for 64 heads).
     DecodeOptions latency;
     latency.split_keys = kLatencySplitKeys;
-    EXPECT_EQ(plan_decode(p.args(true), latency).split_keys(), want);
+    const DecodePlan plan = plan_decode(p.args(true), latency);
+    const int want = expected_latency_split(base, decode_kernel_name(p.args(true), plan) == "sm90a");
+    SCOPED_TRACE(base.describe() + " split_keys=latency (" + std::to_string(want) + ") seed=" +
+                 std::to_string(seed));
+    EXPECT_EQ(plan.split_keys(), want);
     p.cfg.split_keys = kLatencySplitKeys;
     EXPECT_TRUE(close_to(run_gpu(p), ref));
   }

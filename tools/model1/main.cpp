@@ -106,8 +106,9 @@ int main(int argc, char** argv) {
   bench_cmd
       ->add_option("--split-keys", bench.split_keys,
                    "Decode: keys per split-KV split of the plans, comma-separated, a row each (multiples "
-                   "of 64 in [64, 16384], or 'latency': the smallest split whose CTAs fit the GPU "
-                   "in one wave, per workload; default: the library's)")
+                   "of 64 in [64, 16384], or 'latency': the plan's latency rule, DecodeOptions::split_keys "
+                   "= -1, the smallest split whose CTAs fit the GPU in one wave, per workload; the "
+                   "row shows the split it took; default: the library's)")
       ->delimiter(',')
       ->transform(split_keys_value());
 

@@ -115,17 +115,15 @@ MODEL1_HD RequestSchedule request_schedule(int main_keys, int extra_keys, int sp
 /// 64 (the default kernel configurations; the shared-memory fallback uses 16-head CTAs).
 MODEL1_HD int64_t ctas_per_split(int64_t h_q) { return h_q <= 64 ? 1 : (h_q + 63) / 64; }
 
-/// The latency rule behind DecodeOptions::split_keys = kLatencySplitKeys: the smallest target
-/// chunks per split (1 .. max_split_chunks) whose splits for b * s_q requests of `keys`
-/// candidates each launch at most `num_sms` CTAs, one wave; 0 when even the largest needs more
-/// (the batch fills the GPU: the default's few splits are faster). Targets whose split count
-/// the kMaxSplits cap would cut are skipped: they run as a larger split with empty CTAs.
-/// NOTE: a function of the batch (b): a plan made with it is not batch-invariant across batch
-/// sizes. Measured against every split size on the H200 (docs/PERF.md, ninth session).
-MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int64_t num_sms,
-                                   int max_split_chunks) {
+/// Largest target chunks per split a plan may ask for (DecodeOptions::split_keys <= 16384).
+inline constexpr int kMaxSplitChunks = 256;
+
+/// The smallest target chunks per split (1 .. max_split_chunks) whose splits, for `ctas` CTAs
+/// per split and requests of `keys` candidates each, launch at most `num_sms` CTAs (one wave);
+/// 0 when even the largest needs more. Targets whose split count the kMaxSplits cap would cut
+/// are skipped: they run as a larger split with empty CTAs.
+MODEL1_HD int one_wave_split_chunks(int64_t ctas, int64_t keys, int64_t num_sms, int max_split_chunks) {
   const int64_t chunks = keys <= 0 ? 1 : (keys + kChunkKeys - 1) / kChunkKeys;
-  const int64_t ctas = b * s_q * ctas_per_split(h_q);
   for (int c = 1; c <= max_split_chunks; ++c) {
     const int64_t splits = (chunks + c - 1) / c;
     if (splits > kMaxSplits) continue;
@@ -134,13 +132,31 @@ MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t 
   return 0;
 }
 
-/// Whether a latency plan (DecodeOptions::split_keys = kLatencySplitKeys; `max_splits` splits
-/// a request at most) runs each split as two CTAs of half the heads on sm_90
-/// (DecodeParams::half_heads): 16, 32 or 64 heads, and the doubled grid, b * s_q * max_splits *
-/// 2 CTAs, still one wave of `num_sms`. Measured at b = 2 (sooner by 3-9%) and b = 4 / 8 (where
-/// it does not hold: half heads there win only with twice the chunks a CTA, PERF.md).
-MODEL1_HD bool latency_half_heads(int64_t b, int64_t s_q, int64_t h_q, int64_t max_splits, int64_t num_sms) {
-  return (h_q == 16 || h_q == 32 || h_q == 64) && b * s_q * max_splits * 2 <= num_sms;
+/// The latency rule behind DecodeOptions::split_keys = kLatencySplitKeys: the smallest target
+/// chunks per split whose splits for b * s_q requests of `keys` candidates each fit one wave of
+/// whole-head CTAs (ctas_per_split); 0 when none does (the batch fills the GPU: the default's
+/// few splits are faster).
+/// NOTE: a function of the batch (b): a plan made with it is not batch-invariant across batch
+/// sizes. Measured against every split size on the H200 (docs/PERF.md, ninth session).
+MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int64_t num_sms,
+                                   int max_split_chunks) {
+  return one_wave_split_chunks(b * s_q * ctas_per_split(h_q), keys, num_sms, max_split_chunks);
+}
+
+/// Half-head CTAs for a latency plan on the sm_90a kernels (DecodeParams::half_heads): given the
+/// whole-head rule's chunks per split (`whole_chunks`, latency_split_chunks; 0 = not a latency
+/// split), the chunks per split of a plan that runs each split as two CTAs of half the heads,
+/// or 0 to keep whole heads. 16, 32 or 64 heads whose doubled grid fits one wave at the same
+/// split; 64 heads also when it fits with one chunk more per split. Measured on the H200
+/// (PERF.md): at the same split 3-9% sooner at b = 2 (sixteenth session); 64 heads with one
+/// chunk more 4-10% sooner at b = 4 / 6 / 8, while 32 and 16 heads with one chunk more, and
+/// 64 heads with two or more, tie or lose (seventeenth session).
+MODEL1_HD int latency_half_head_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t keys, int64_t num_sms,
+                                       int whole_chunks, int max_split_chunks) {
+  if (whole_chunks <= 0 || (h_q != 16 && h_q != 32 && h_q != 64)) return 0;
+  const int half = one_wave_split_chunks(2 * b * s_q, keys, num_sms, max_split_chunks);
+  if (half == whole_chunks || (h_q == 64 && half == whole_chunks + 1)) return half;
+  return 0;
 }
 
 }  // namespace model1::cuda
