@@ -242,20 +242,23 @@ Timing time_prefill(const PrefillWorkload& workload, const TimingOptions& option
   return t;
 }
 
-void run_decode(DecodeWorkload& workload, int device) {
+int run_decode(DecodeWorkload& workload, int device, int split_keys) {
   select_device(device);
   DeviceTensors tensors(device);
   const SparseDecodeArgs args = mirror_decode(workload.args(), tensors);
   const Stream stream;
   poison(args.out, stream.get());
   poison(args.lse, stream.get());
-  const DecodePlan plan = plan_decode(args, stream.get());
+  DecodeOptions plan_options;
+  plan_options.split_keys = split_keys;
+  const DecodePlan plan = plan_decode(args, plan_options, stream.get());
   sparse_decode(args, plan, stream.get());
   stream.sync();
   BENCH_CUDA_CHECK(cudaGetLastError());
   workload.poison_outputs();
   download(workload.args().out, args.out);
   download(workload.args().lse, args.lse);
+  return plan.split_keys();
 }
 
 void run_prefill(PrefillWorkload& workload, int device) {

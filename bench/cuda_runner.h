@@ -7,7 +7,7 @@ namespace model1::bench::cuda_runner {
 
 Timing time_decode(const DecodeWorkload& workload, const TimingOptions& options);
 Timing time_prefill(const PrefillWorkload& workload, const TimingOptions& options);
-void run_decode(DecodeWorkload& workload, int device);
+int run_decode(DecodeWorkload& workload, int device, int split_keys);
 void run_prefill(PrefillWorkload& workload, int device);
 
 }  // namespace model1::bench::cuda_runner

@@ -118,18 +118,22 @@ Timing time_prefill(PrefillWorkload& workload, Backend backend, const TimingOpti
   return t;
 }
 
-void run_decode(DecodeWorkload& workload, Backend backend, int device) {
+int run_decode(DecodeWorkload& workload, Backend backend, int device, int split_keys) {
   if (backend == Backend::kCuda) {
 #if MODEL1_WITH_CUDA
-    cuda_runner::run_decode(workload, device);
-    return;
+    return cuda_runner::run_decode(workload, device, split_keys);
 #else
     (void)device;
     throw_no_cuda();
 #endif
   }
+  DecodeOptions plan_options;
+  plan_options.split_keys = split_keys;
+  // NOTE: validates split_keys as on CUDA (the CPU backend has no splits)
+  const DecodePlan plan = plan_decode(workload.args(), plan_options);
   workload.poison_outputs();
-  sparse_decode(workload.args());
+  sparse_decode(workload.args(), plan);
+  return plan.split_keys();
 }
 
 void run_prefill(PrefillWorkload& workload, Backend backend, int device) {

@@ -49,7 +49,9 @@ Timing time_prefill(PrefillWorkload& workload, Backend backend, const TimingOpti
 
 /// Runs once and leaves the outputs in the workload's host buffers (CUDA: copied back). The
 /// device outputs are filled with NaN bytes before the call, so an unwritten element shows.
-void run_decode(DecodeWorkload& workload, Backend backend, int device = 0);
+/// Decode runs through a plan made with DecodeOptions::split_keys = `split_keys` (0 = the
+/// default) and returns that plan's DecodePlan::split_keys.
+int run_decode(DecodeWorkload& workload, Backend backend, int device = 0, int split_keys = 0);
 void run_prefill(PrefillWorkload& workload, Backend backend, int device = 0);
 
 /// True when this build carries the CUDA runner (MODEL1_CUDA=ON).

@@ -94,11 +94,16 @@ int check_decode(const CheckOptions& o, const bench::Preset& p, bench::Backend b
               static_cast<long long>(w.cost().attended),
               static_cast<long long>(w.cost().distinct_slots));
   start = Clock::now();
-  bench::run_decode(w, backend, o.device);
+  const int split_keys = bench::run_decode(w, backend, o.device, o.split_keys);
   const double run_s = seconds_since(start);
   start = Clock::now();
   const oracle::DecodeRef ref = oracle::decode(w.args());
   const double oracle_s = seconds_since(start);
+  const std::string asked = o.split_keys == 0                   ? "default"
+                            : o.split_keys == kLatencySplitKeys ? "latency"
+                                                                : std::to_string(o.split_keys);
+  std::printf("  plan: split_keys %s -> %d keys per split%s\n", asked.c_str(), split_keys,
+              backend == bench::Backend::kCpu ? " (the CPU backend has no splits)" : "");
   std::printf("  time: workload %.2f s, %s %.2f s, oracle %.2f s\n", gen_s,
               bench::backend_name(backend), run_s, oracle_s);
   const bench::Comparison cmp = bench::compare_decode(w.args(), ref);
@@ -109,6 +114,7 @@ int check_prefill(const CheckOptions& o, const bench::Preset& p, bench::Backend 
                   const std::string& device_name) {
   MODEL1_CHECK(o.batch == 0, "--batch", "a decode preset",
                p.name + " (prefill: use --s-kv and --s-q)");
+  MODEL1_CHECK(o.split_keys == 0, "--split-keys", "a decode preset", p.name + " (prefill has no splits)");
   const int64_t s_kv = o.s_kv > 0 ? o.s_kv : p.points.front();
   const bench::PrefillSpec spec = bench::prefill_spec(p, s_kv, o.s_q);
   Clock::time_point start = Clock::now();

@@ -32,6 +32,7 @@ struct CheckOptions {
   int64_t batch = 0;  ///< decode; 0 = 2
   int64_t s_kv = 0;   ///< prefill; 0 = the preset's first s_kv
   int64_t s_q = 64;   ///< prefill query count (the oracle is float64 and naive)
+  int split_keys = 0;  ///< decode plan's DecodeOptions::split_keys (0 = the default)
   std::string backend = "cpu";
   uint64_t seed = 0;
   int device = 0;

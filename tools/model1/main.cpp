@@ -126,6 +126,12 @@ int main(int argc, char** argv) {
   check_cmd->add_option("--backend", check.backend, "cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  check_cmd
+      ->add_option("--split-keys", check.split_keys,
+                   "Decode: keys per split-KV split of the plan (a multiple of 64 in [64, 16384], or "
+                   "'latency': the plan's latency rule, DecodeOptions::split_keys = -1; default: "
+                   "the library's)")
+      ->transform(split_keys_value());
   check_cmd->add_option("--seed", check.seed, "Workload seed")->capture_default_str();
   check_cmd->add_option("--device", check.device, "CUDA device ordinal")->capture_default_str();
 
