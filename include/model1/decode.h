@@ -40,11 +40,12 @@ struct DecodeOptions {
   /// of n keys runs as ceil(n / split_keys) splits (at most 16), each on its own CTA, merged
   /// by a combine kernel. Smaller values spread a request over more SMs (lower latency when
   /// the batch is small); larger ones avoid the merge once the batch fills the GPU (higher
-  /// throughput). On Hopper a kLatencySplitKeys plan for 16, 32 or 64 heads also runs each
-  /// split as two CTAs of half the heads when that grid still fits one wave (b = 2: 3-9%
-  /// sooner); for 64 heads also when it fits with one 64-key chunk more a split, which the plan
-  /// then takes (b = 4 to 8: 4-10% sooner; DecodePlan::split_keys reports it). The CPU backend
-  /// validates it and has no splits.
+  /// throughput). A kLatencySplitKeys plan for 16, 32 or 64 heads also runs each split as two
+  /// CTAs of half the heads when that grid still fits one wave (H200, b = 2: 3-9% sooner, the
+  /// portable kernels 6-19%); for 64 heads also when it fits with one 64-key chunk more a
+  /// split, which the plan then takes (b = 4 to 8: 2-10% sooner; DecodePlan::split_keys
+  /// reports it). Not in the compact fallback configuration. The CPU backend validates it and
+  /// has no splits.
   int split_keys = 0;
 };
 
@@ -58,8 +59,8 @@ inline constexpr int kLatencySplitKeys = -1;
 /// `keys_per_request` keys (topk + extra_topk) launch at most `num_sms` CTAs, one wave (h_q
 /// 128 counts two CTAs per split); kDefaultSplitKeys when even one split per request needs
 /// more than one wave. Throws Error naming an argument below 1. A kLatencySplitKeys plan takes
-/// this value, except a 64-head plan on Hopper's sm_90a kernels, which may take one chunk (64
-/// keys) more for its half-head CTAs (DecodeOptions::split_keys; DecodePlan::split_keys).
+/// this value, except a 64-head plan with half-head CTAs, which may take one chunk (64 keys)
+/// more a split (DecodeOptions::split_keys; DecodePlan::split_keys reports it).
 /// NOTE: a function of the batch: outputs of plans made with different results are not
 /// bit-identical (FlashMLA's own scheduler behaves the same way). For a fixed batch size it
 /// is a constant, like any other split size.

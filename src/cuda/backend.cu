@@ -46,10 +46,11 @@ struct CudaPlanState final : detail::BackendPlanState {
   portable::DecodeConfig config = portable::DecodeConfig::kAuto;
   int num_sms = 1;
   /// 16, 32 or 64 heads as two CTAs of half the heads (DecodeParams::half_heads): a latency
-  /// plan on the sm_90a kernels whose grid, doubled, fits one wave at the rule's split, or for
-  /// 64 heads at one chunk more a split (latency_half_head_chunks). The small-head kernel's
-  /// half-size CTAs finish model1-c1 / c3 sooner than whole ones (PERF.md, sixteenth and
-  /// seventeenth sessions); not for 128 heads (four CTAs a split, 1.3x slower at the latency
+  /// plan whose grid, doubled, fits one wave at the rule's split, or for 64 heads at one chunk
+  /// more a split (latency_half_head_chunks), on the sm_90a kernels (the small-head kernel) or
+  /// the portable default configuration (its configuration for half the heads; 16 heads are
+  /// one 16-row CTA either way). Half-size CTAs finish model1-c1 / c3 sooner than whole ones
+  /// (PERF.md, sixteenth and seventeenth sessions); not for 128 heads (four CTAs a split, 1.3x slower at the latency
   /// rule's splits). A plan constant, like the split size it comes with (latency plans are not
   /// batch-invariant across batch sizes).
   bool half_heads = false;
@@ -194,8 +195,8 @@ bool portable_decode_forced() {
 
 /// Half-head CTAs (CudaPlanState::half_heads): MODEL1_CUDA_DECODE_HALF_HEADS unset, empty or
 /// "auto" = the latency rule (latency plans only, latency_half_head_chunks); "0" = never; "1" = every
-/// plan with 16, 32 or 64 heads, whatever its split size (tuning the rule on a GPU). Only the
-/// sm_90a kernels read it. NOTE: read once per process.
+/// plan with 16, 32 or 64 heads, whatever its split size (tuning the rule on a GPU). The compact
+/// portable configuration ignores it. NOTE: read once per process.
 enum class HalfHeads { kAuto, kNever, kAlways };
 HalfHeads half_heads_setting() {
   static const HalfHeads value = [] {
@@ -265,14 +266,15 @@ DecodeKernel choose_kernel(const DecodeParams& p, const CudaPlanState& st) {
   return DecodeKernel::kPortable;
 }
 
-/// Whether the sm_90a kernels would serve a call with these arguments (at plan time: the
-/// plan's own argument views; a later call with other views, unaligned say, may run the
-/// portable kernels with the same plan).
-bool sm90a_serves(const SparseDecodeArgs& a, const CudaPlanState& st) {
+/// Whether the kernels that would serve a call with these arguments run half-head CTAs
+/// (DecodeParams::half_heads): the sm_90a kernels and the portable default configuration, not
+/// the compact one (16 heads a CTA already). At plan time, from the plan's own argument views:
+/// a later call with other views (unaligned, say) may run another family with the same plan.
+bool half_head_ctas_served(const SparseDecodeArgs& a, const CudaPlanState& st) {
   const DecodeParams p = make_params(a, 1.0f, st);
   DecodeKernel kernel = DecodeKernel::kPortable;
   with_format(a, [&](auto tag) { kernel = choose_kernel<typename decltype(tag)::type>(p, st); });
-  return kernel == DecodeKernel::kSm90a;
+  return kernel != DecodeKernel::kPortableCompact;
 }
 
 }  // namespace
@@ -312,13 +314,13 @@ std::unique_ptr<detail::BackendPlanState> plan_decode(const SparseDecodeArgs& a,
   // NOTE: read here on every build, so a bad MODEL1_CUDA_DECODE_KERNEL fails at plan time even
   // where no sm_90a kernel was compiled.
   (void)portable_decode_forced();
-  // Half-head CTAs (sm_90a kernels only; the portable ones ignore the flag): a latency plan's
-  // split may grow by one chunk for them (latency_half_head_chunks), so decide them first.
+  // Half-head CTAs (the sm_90a kernels and the portable default configuration): a latency
+  // plan's split may grow by one chunk for them (latency_half_head_chunks), so decide them first.
   const int64_t h_q = a.q.shape[2];
   const HalfHeads half_setting = half_heads_setting();
   if (half_setting == HalfHeads::kAlways) {
     st->half_heads = h_q == 16 || h_q == 32 || h_q == 64;
-  } else if (half_setting == HalfHeads::kAuto && latency && sm90a_serves(a, *st)) {
+  } else if (half_setting == HalfHeads::kAuto && latency && half_head_ctas_served(a, *st)) {
     const int chunks = latency_half_head_chunks(a.q.shape[0], a.q.shape[1], h_q, topk + extra_topk, st->num_sms,
                                                 st->split_chunks, kMaxSplitChunks);
     if (chunks > 0) {

@@ -422,17 +422,17 @@ TEST(CudaDecode, BatchInvariance) {
   }
 }
 
-/// The split a kLatencySplitKeys plan for `c` takes on this GPU: latency_split_keys(), or on the
-/// sm_90a kernels the half-head rule's split (latency_half_head_chunks) unless
-/// MODEL1_CUDA_DECODE_HALF_HEADS overrides the rule.
-int expected_latency_split(const DecodeCase& c, bool sm90a) {
+/// The split a kLatencySplitKeys plan for `c` takes on this GPU: latency_split_keys(), or where
+/// its kernel (decode_kernel_name) runs half-head CTAs, the half-head rule's split
+/// (latency_half_head_chunks) unless MODEL1_CUDA_DECODE_HALF_HEADS overrides the rule.
+int expected_latency_split(const DecodeCase& c, const std::string& kernel) {
   int sms = 0;
   cuda_ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
   const int64_t keys = c.topk + (c.has_extra ? c.extra_topk : 0);
   const int whole = latency_split_keys(c.b, c.s_q, c.h_q, keys, sms);
   const char* env = std::getenv("MODEL1_CUDA_DECODE_HALF_HEADS");
   const bool rule = env == nullptr || *env == '\0' || std::string(env) == "auto";
-  if (!sm90a || !rule) return whole;
+  if (kernel == "portable-compact" || !rule) return whole;
   const int half = cuda::latency_half_head_chunks(c.b, c.s_q, c.h_q, keys, sms, whole / cuda::kChunkKeys,
                                                   cuda::kMaxSplitChunks);
   return half > 0 ? half * cuda::kChunkKeys : whole;
@@ -476,10 +476,10 @@ TEST(CudaDecode, LatencyHalfHeadsRule) {
 }
 
 /// A latency plan whose grid still fits one wave when doubled runs 16, 32 or 64 heads as two CTAs
-/// of half the heads of the small-head kernel on sm_90 (CudaPlanState::half_heads; b = 2, one
-/// token, 640 + 200 keys: 14 splits of 64 keys, 56 CTAs): both FP8 formats, every feature on,
-/// match the CPU reference and repeat bitwise. Elsewhere the same plan runs the kernels it
-/// always did.
+/// of half the heads (CudaPlanState::half_heads; b = 2, one token, 640 + 200 keys: 14 splits of
+/// 64 keys, 56 CTAs): the small-head kernel on sm_90, the portable configuration for half the
+/// heads elsewhere (32 and 64 heads; the compact configuration is unchanged). Both FP8 formats,
+/// every feature on, match the CPU reference and repeat bitwise.
 TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
   MODEL1_REQUIRE_GPU();
   for (const auto& [h_q, format] : {std::pair{16, KvFormat::kModel1Fp8}, std::pair{32, KvFormat::kModel1Fp8},
@@ -505,8 +505,9 @@ TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
 
 /// 64 heads at b = 4 and 6 (two tokens, 640 + 200 keys): on an H200 the whole-head latency
 /// split is 64 / 128 keys, and the plan takes 128 / 192-key splits of half-head CTAs instead
-/// (the doubled grid fits one wave with one chunk more a split). Both FP8 formats, every feature on: the
-/// plan reports the split, the outputs match the CPU reference and repeat bitwise.
+/// (the doubled grid fits one wave with one chunk more a split), on the sm_90a kernels and,
+/// under MODEL1_CUDA_DECODE_KERNEL=portable, the portable ones. Both FP8 formats, every feature
+/// on: the plan reports the split, the outputs match the CPU reference and repeat bitwise.
 TEST(CudaDecode, LatencyPlanHalfHeadsTakeOneChunkMore) {
   MODEL1_REQUIRE_GPU();
   for (const auto& [b, format] : {std::pair{4, KvFormat::kModel1Fp8}, std::pair{6, KvFormat::kV32Fp8}}) {
@@ -524,8 +525,7 @@ TEST(CudaDecode, LatencyPlanHalfHeadsTakeOneChunkMore) {
     DecodeOptions latency;
     latency.split_keys = kLatencySplitKeys;
     const DecodePlan plan = plan_decode(p.args(true), latency);
-    const bool sm90a = decode_kernel_name(p.args(true), plan) == "sm90a";
-    EXPECT_EQ(plan.split_keys(), expected_latency_split(c, sm90a));
+    EXPECT_EQ(plan.split_keys(), expected_latency_split(c, decode_kernel_name(p.args(true), plan)));
     p.cfg.split_keys = kLatencySplitKeys;
     const DecodeResult first = run_gpu(p);
     EXPECT_TRUE(close_to(first, ref));
@@ -560,12 +560,12 @@ TEST(CudaDecode, SplitKeysOption) {
       options.split_keys = split_keys;
       EXPECT_EQ(plan_decode(p.args(true), options).split_keys(), split_keys);
     }
-    // kLatencySplitKeys: the plan takes latency_split_keys() of its shapes and this GPU (on
-    // the sm_90a kernels, the half-head rule's split for 64 heads).
+    // kLatencySplitKeys: the plan takes latency_split_keys() of its shapes and this GPU (the
+    // half-head rule's split for 64 heads where the kernel runs half-head CTAs).
     DecodeOptions latency;
     latency.split_keys = kLatencySplitKeys;
     const DecodePlan plan = plan_decode(p.args(true), latency);
-    const int want = expected_latency_split(base, decode_kernel_name(p.args(true), plan) == "sm90a");
+    const int want = expected_latency_split(base, decode_kernel_name(p.args(true), plan));
     SCOPED_TRACE(base.describe() + " split_keys=latency (" + std::to_string(want) + ") seed=" +
                  std::to_string(seed));
     EXPECT_EQ(plan.split_keys(), want);

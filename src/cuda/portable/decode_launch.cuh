@@ -51,28 +51,30 @@ template <class Format>
 using CompactDecodeTraits = DecodeTraits<Format, 1, Format::kStaged>;
 
 template <class Format>
-void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device, DecodeConfig config) {
-  using C = CompactDecodeTraits<Format>;
-  static_assert(C::kSmemBytes <= C::kCompactSmemLimit, "the fallback must fit 99 KiB per block");
-  dispatch_heads<Format>(p.h_q, [&](auto traits) {
-    using T = decltype(traits);
-    // NOTE: both configurations use the same split schedule (64-key chunks, the plan's
-    // split_chunks), so the fallback changes no split point and the combine is the same.
-    if (config == DecodeConfig::kAuto &&
-        device_smem_optin(device, "sparse_decode") >= T::kSmemBytes) {
-      launch_decode_config<T>(p, stream, device);
-    } else {
-      launch_decode_config<C>(p, stream, device);
-    }
-    return 0;
-  });
-}
-
-template <class Format>
 int sparse_decode_smem_bytes(int h_q, DecodeConfig config) {
   const int default_bytes =
       dispatch_heads<Format>(h_q, [](auto traits) { return decltype(traits)::kSmemBytes; });
   return config == DecodeConfig::kCompact ? CompactDecodeTraits<Format>::kSmemBytes : default_bytes;
+}
+
+template <class Format>
+void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device, DecodeConfig config) {
+  using C = CompactDecodeTraits<Format>;
+  static_assert(C::kSmemBytes <= C::kCompactSmemLimit, "the fallback must fit 99 KiB per block");
+  // NOTE: both configurations use the same split schedule (64-key chunks, the plan's
+  // split_chunks), so the fallback changes no split point and the combine is the same. The
+  // choice depends on h_q's default configuration only (as choose_kernel's in backend.cu).
+  if (config != DecodeConfig::kAuto || device_smem_optin(device, "sparse_decode") < sparse_decode_smem_bytes<Format>(p.h_q)) {
+    launch_decode_config<C>(p, stream, device);
+    return;
+  }
+  // NOTE: half-head plans (DecodeParams::half_heads: 32 or 64 heads) run CTAs of the
+  // configuration for half the heads, twice as many head groups (launch_decode_config).
+  const bool half = p.half_heads && (p.h_q == 32 || p.h_q == 64);
+  dispatch_heads<Format>(half ? p.h_q / 2 : p.h_q, [&](auto traits) {
+    launch_decode_config<decltype(traits)>(p, stream, device);
+    return 0;
+  });
 }
 
 }  // namespace model1::cuda::portable
