@@ -83,7 +83,8 @@ class DecodePlan {
   DecodePlan& operator=(const DecodePlan&) = delete;
 
   bool valid() const { return impl_ != nullptr; }
-  /// The plan's keys per split (DecodeOptions::split_keys with 0 resolved); 0 when invalid.
+  /// The plan's keys per split (DecodeOptions::split_keys with 0 and kLatencySplitKeys
+  /// resolved); 0 when invalid.
   int split_keys() const;
 
   struct Impl;  // defined in src/api

@@ -242,7 +242,8 @@ NB_MODULE(_C, m) {
       .def_prop_ro("valid", &DecodePlan::valid, "True for a plan made by plan_decode.")
       .def_prop_ro("split_keys", &DecodePlan::split_keys,
                    "Target keys per split-KV split of this plan (the split_keys option, 0 "
-                   "resolved to the default); 0 for an invalid plan.")
+                   "resolved to the default, -1 to the latency rule's value); 0 for an invalid "
+                   "plan.")
       .def("__repr__", [](const DecodePlan& p) {
         return std::string("model1.DecodePlan(valid=") + (p.valid() ? "True" : "False") +
                ", split_keys=" + std::to_string(p.split_keys()) + ")";

@@ -265,8 +265,10 @@ def latency_split_keys(b: int, s_q: int, h_q: int, keys_per_request: int, num_sm
     ``keys_per_request`` keys (topk + extra_topk) launch at most ``num_sms`` CTAs, one wave
     (h_q 128 counts two CTAs per split); ``DEFAULT_SPLIT_KEYS`` when one split per request
     already needs more. ``plan_decode(..., split_keys=LATENCY_SPLIT_KEYS)`` applies it to the
-    call's shapes and GPU. A function of the batch: plans made with different results are not
-    bit-identical. Raises :class:`Error` naming an argument that is not an int >= 1."""
+    call's shapes and GPU, except that a 64-head plan whose kernels run half-head CTAs may take
+    one 64-key chunk more a split (``DecodePlan.split_keys`` reports the value taken). A
+    function of the batch: plans made with different results are not bit-identical. Raises
+    :class:`Error` naming an argument that is not an int >= 1."""
     values = []
     for name, v in (("b", b), ("s_q", s_q), ("h_q", h_q), ("keys_per_request", keys_per_request),
                     ("num_sms", num_sms)):
@@ -290,7 +292,8 @@ def plan_decode(q: Any, kv: Any, indices: Any, topk_length: Any = None, extra_kv
 
     ``split_keys``: on CUDA, the target keys per split-KV split (a multiple of 64 in
     ``[64, 16384]``; 0 = the library default, ``model1.DEFAULT_SPLIT_KEYS``; -1 =
-    ``model1.LATENCY_SPLIT_KEYS``: :func:`latency_split_keys` for these shapes and this GPU). A
+    ``model1.LATENCY_SPLIT_KEYS``: :func:`latency_split_keys` for these shapes and this GPU,
+    where 16, 32 or 64 heads may also run as two CTAs of half the heads a split). A
     request of n keys runs as ``ceil(n / split_keys)`` splits (at most 16) on separate SMs,
     merged afterwards: small values lower the latency of small batches, large ones raise the
     throughput of batches that fill the GPU. It is a constant of the plan, so batch invariance
