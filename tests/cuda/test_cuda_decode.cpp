@@ -475,6 +475,38 @@ TEST(CudaDecode, LatencyHalfHeadsRule) {
   }
 }
 
+/// A latency-plan case: b requests of s_q tokens, 640 + 200 candidate keys (main cache P 64,
+/// extra cache P 64), topk_length, a mixed sink and 10% invalid indices.
+DecodeCase latency_case(KvFormat format, int h_q, int b, int s_q) {
+  DecodeCase c;
+  c.format = format;
+  c.h_q = h_q; c.b = b; c.s_q = s_q; c.topk = 640;
+  c.main = CacheSpec{64, 24, 0, 0};
+  c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
+  c.topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;
+  return c;
+}
+
+/// Runs `c` with a kLatencySplitKeys plan on fresh data: matches the CPU reference and repeats
+/// bitwise; with `check_split`, the plan's split is the rule's for its kernel family.
+void check_latency_plan(const DecodeCase& c, bool check_split) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(c.describe() + " split_keys=latency seed=" + std::to_string(seed));
+  DecodeProblem p = make_problem(c, seed);
+  const DecodeResult ref = run_cpu(p);
+  p.upload();
+  if (check_split) {
+    DecodeOptions latency;
+    latency.split_keys = kLatencySplitKeys;
+    const DecodePlan plan = plan_decode(p.args(true), latency);
+    EXPECT_EQ(plan.split_keys(), expected_latency_split(c, decode_kernel_name(p.args(true), plan)));
+  }
+  p.cfg.split_keys = kLatencySplitKeys;
+  const DecodeResult first = run_gpu(p);
+  EXPECT_TRUE(close_to(first, ref));
+  EXPECT_TRUE(bitwise_equal(run_gpu(p), first));
+}
+
 /// A latency plan whose grid still fits one wave when doubled runs 16, 32 or 64 heads as two CTAs
 /// of half the heads (CudaPlanState::half_heads; b = 2, one token, 640 + 200 keys: 14 splits of
 /// 64 keys, 56 CTAs): the small-head kernel on sm_90, the portable configuration for half the
@@ -485,21 +517,7 @@ TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
   for (const auto& [h_q, format] : {std::pair{16, KvFormat::kModel1Fp8}, std::pair{32, KvFormat::kModel1Fp8},
                                      std::pair{64, KvFormat::kModel1Fp8}, std::pair{16, KvFormat::kV32Fp8},
                                      std::pair{32, KvFormat::kV32Fp8}, std::pair{64, KvFormat::kV32Fp8}}) {
-    DecodeCase c;
-    c.format = format;
-    c.h_q = h_q; c.b = 2; c.s_q = 1; c.topk = 640;
-    c.main = CacheSpec{64, 24, 0, 0};
-    c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
-    c.topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;
-    const uint64_t seed = fresh_seed();
-    SCOPED_TRACE(c.describe() + " split_keys=latency seed=" + std::to_string(seed));
-    DecodeProblem p = make_problem(c, seed);
-    const DecodeResult ref = run_cpu(p);
-    p.upload();
-    p.cfg.split_keys = kLatencySplitKeys;
-    const DecodeResult first = run_gpu(p);
-    EXPECT_TRUE(close_to(first, ref));
-    EXPECT_TRUE(bitwise_equal(run_gpu(p), first));
+    check_latency_plan(latency_case(format, h_q, 2, 1), false);
   }
 }
 
@@ -507,29 +525,14 @@ TEST(CudaDecode, LatencyPlanRunsHalfHeadCtas) {
 /// split is 64 / 128 keys, and the plan takes 128 / 192-key splits of half-head CTAs instead
 /// (the doubled grid fits one wave with one chunk more a split), on the sm_90a kernels and,
 /// under MODEL1_CUDA_DECODE_KERNEL=portable, the portable ones. Both FP8 formats, every feature
-/// on: the plan reports the split, the outputs match the CPU reference and repeat bitwise.
+/// on (extra_topk_length too): the plan reports the split, the outputs match the CPU reference
+/// and repeat bitwise.
 TEST(CudaDecode, LatencyPlanHalfHeadsTakeOneChunkMore) {
   MODEL1_REQUIRE_GPU();
   for (const auto& [b, format] : {std::pair{4, KvFormat::kModel1Fp8}, std::pair{6, KvFormat::kV32Fp8}}) {
-    DecodeCase c;
-    c.format = format;
-    c.h_q = 64; c.b = b; c.s_q = 2; c.topk = 640;
-    c.main = CacheSpec{64, 24, 0, 0};
-    c.has_extra = true; c.extra_topk = 200; c.extra = CacheSpec{64, 6, 0, 0};
-    c.topk_length = true; c.extra_topk_length = true; c.sink = SinkMode::kMixed; c.invalid_fraction = 0.1;
-    const uint64_t seed = fresh_seed();
-    SCOPED_TRACE(c.describe() + " split_keys=latency seed=" + std::to_string(seed));
-    DecodeProblem p = make_problem(c, seed);
-    const DecodeResult ref = run_cpu(p);
-    p.upload();
-    DecodeOptions latency;
-    latency.split_keys = kLatencySplitKeys;
-    const DecodePlan plan = plan_decode(p.args(true), latency);
-    EXPECT_EQ(plan.split_keys(), expected_latency_split(c, decode_kernel_name(p.args(true), plan)));
-    p.cfg.split_keys = kLatencySplitKeys;
-    const DecodeResult first = run_gpu(p);
-    EXPECT_TRUE(close_to(first, ref));
-    EXPECT_TRUE(bitwise_equal(run_gpu(p), first));
+    DecodeCase c = latency_case(format, 64, b, 2);
+    c.extra_topk_length = true;
+    check_latency_plan(c, true);
   }
 }
 
