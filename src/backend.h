@@ -33,7 +33,7 @@ CacheGeom cache_geom(const KvCacheView& cache);
 struct BackendPlanState {
   virtual ~BackendPlanState() = default;
   /// Keys per split the backend plans with: the split_keys it was given, except where a
-  /// latency plan's rule for its kernels took another (CUDA: half-head CTAs on sm_90a).
+  /// latency plan's rule for its kernels took another (CUDA: 64 heads in half-head CTAs).
   int split_keys = 0;
 };
 

@@ -50,9 +50,9 @@ struct CudaPlanState final : detail::BackendPlanState {
   /// more a split (latency_half_head_chunks), on the sm_90a kernels (the small-head kernel) or
   /// the portable default configuration (its configuration for half the heads; 16 heads are
   /// one 16-row CTA either way). Half-size CTAs finish model1-c1 / c3 sooner than whole ones
-  /// (PERF.md, sixteenth and seventeenth sessions); not for 128 heads (four CTAs a split, 1.3x slower at the latency
-  /// rule's splits). A plan constant, like the split size it comes with (latency plans are not
-  /// batch-invariant across batch sizes).
+  /// (PERF.md, sixteenth and seventeenth sessions); not for 128 heads (four CTAs a split, 1.3x
+  /// slower at the latency rule's splits). A plan constant, like the split size it comes with
+  /// (latency plans are not batch-invariant across batch sizes).
   bool half_heads = false;
   float* partial_o = nullptr;    // [b, s_q, h_q, max_splits, 512]
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits]

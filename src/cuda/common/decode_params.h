@@ -56,8 +56,9 @@ struct DecodeParams {
   float* partial_lse = nullptr;  // [b, s_q, h_q, max_splits] f32, base 2, -inf when empty
   int max_splits = 1;            ///< grid extent along the splits (from the shapes)
   int split_chunks = 1;  ///< target chunks per split (the plan's DecodeOptions::split_keys / 64)
-  /// sm_90a, h_q 16, 32 or 64: run the heads as two CTAs of h_q / 2 heads of the small-head
-  /// kernel (a latency plan whose doubled grid still fits one wave; CudaPlanState::half_heads).
+  /// h_q 16, 32 or 64: run the heads as two CTAs of h_q / 2 heads (sm_90a: the small-head
+  /// kernel; portable: the configuration for h_q / 2 heads, 32 and 64 only; the compact one
+  /// ignores it). Set by latency plans (latency_half_head_chunks; CudaPlanState::half_heads).
   bool half_heads = false;
   /// [b] or null: the request each slot of the grid's request dimension computes (longest
   /// first, written by request_order_kernel when the lengths vary and the grid overflows one
