@@ -64,7 +64,8 @@ void launch_sparse_decode(const DecodeParams& p, cudaStream_t stream, int device
   // NOTE: both configurations use the same split schedule (64-key chunks, the plan's
   // split_chunks), so the fallback changes no split point and the combine is the same. The
   // choice depends on h_q's default configuration only (as choose_kernel's in backend.cu).
-  if (config != DecodeConfig::kAuto || device_smem_optin(device, "sparse_decode") < sparse_decode_smem_bytes<Format>(p.h_q)) {
+  if (config != DecodeConfig::kAuto ||
+      device_smem_optin(device, "sparse_decode") < sparse_decode_smem_bytes<Format>(p.h_q)) {
     launch_decode_config<C>(p, stream, device);
     return;
   }
