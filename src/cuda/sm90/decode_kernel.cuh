@@ -266,7 +266,15 @@ __device__ __forceinline__ void dequant16(const uint4& w, float scale, uint32_t 
 /// dequant16 (a bf16x2 multiply instead of two float ones); V3.2's float scales need not be
 /// powers of two, so they keep dequant16.
 __device__ __forceinline__ void dequant16_pow2(const uint4& w, uint32_t scale2, uint32_t (&out)[8]) {
-  dequant16_with(w, [scale2](float2 f) { return ptx::mul_bf16x2(pack_bf16x2(f.x, f.y), scale2); }, out);
+  // NOTE: an e4m3 value has at most 4 significant bits, so its float's low 16 bits are zero and
+  // the bf16 is the float's upper half: one byte permute (integer pipe) instead of the f32 ->
+  // bf16x2 conversion, which shares the narrow conversion pipe with the e4m3 unpacking and the
+  // consumers' exponentials. NaN codes stay NaN (the quiet bit is in the upper half).
+  dequant16_with(w,
+                 [scale2](float2 f) {
+                   return ptx::mul_bf16x2(__byte_perm(__float_as_uint(f.x), __float_as_uint(f.y), 0x7632), scale2);
+                 },
+                 out);
 }
 
 /// One request-token's candidate lists (main cache first, then the extra cache).
