@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -918,6 +920,73 @@ TEST(CudaDecode, SingleKeyOutIsExactlyTheDequantizedKey) {
         }
       }
     }
+  }
+}
+
+TEST(CudaDecode, LateMaximumStillNormalisesExactly) {
+  // Two valid keys per row, in chunks 0 and 2 of one split: the first (dim 0 = v) has logit
+  // c v sm_scale < 0, the second (dim 0 = 0) logit 0, and every other dim of both is v. Exact
+  // weights sum to 1, so out must be exactly v in dims 1..511 whatever reference the softmax
+  // kept on the way: a kernel that kept the first key's logit as its reference (the second
+  // passes it by less than 2^8; its P = 2^g lies half-way between two bf16 values) and divided
+  // by the unrounded sum fails this (docs/experiments/2026-12-01-lazy-rowsum-wgmma.patch).
+  MODEL1_REQUIRE_GPU();
+  const float v = 1.875f;  // e4m3 0x3f at scale 2^0, and exact in bf16
+  const float sm_scale = 1.0f / std::sqrt(512.0f);
+  // q's dim 0: P = 2^g, g = -c v sm_scale log2(e), in [128, 192) and nearest to k + 1/2.
+  float c = 0.0f;
+  double best = 1.0;
+  for (float x = -1.0f; x > -1024.0f; x = from_bf16(static_cast<uint16_t>(to_bf16(x) + 1))) {
+    const double pw = std::exp2(-double(x) * v * sm_scale * 1.4426950408889634);
+    if (pw >= 128.0 && pw < 192.0 && std::fabs(pw - std::floor(pw) - 0.5) < best) {
+      best = std::fabs(pw - std::floor(pw) - 0.5);
+      c = x;
+    }
+  }
+  ASSERT_LT(c, 0.0f);
+  for (int h_q : {64, 128}) {
+    SCOPED_TRACE("h_q=" + std::to_string(h_q) + " c=" + std::to_string(c));
+    DecodeProblem p;
+    p.cfg.format = KvFormat::kModel1Fp8;
+    p.cfg.b = 3;
+    p.cfg.s_q = 2;
+    p.cfg.h_q = h_q;
+    p.cfg.topk = 192;
+    p.cfg.sm_scale = sm_scale;
+    p.cfg.split_keys = 16384;  // one split: both keys meet in one softmax
+    HostCache& kv = p.kv;
+    kv.format = KvFormat::kModel1Fp8;
+    kv.d_qk = kv_format_d_qk(kv.format);
+    kv.page_size = 64;
+    kv.num_pages = 2;
+    kv.page_stride = kv_min_page_stride(kv.format, kv.page_size, kv.d_qk);
+    kv.bytes.assign(static_cast<size_t>(kv.num_pages * kv.page_stride), 0);
+    const uint16_t v_bits = to_bf16(v);
+    for (int64_t slot = 0; slot < kv.num_slots(); ++slot) {
+      const auto ranges = token_byte_ranges(kv, slot);
+      uint8_t* data = kv.bytes.data() + ranges[0].first;
+      std::fill_n(data, model1_fp8::kNopeBytes, uint8_t{0x3f});
+      for (int d = 0; d < 64; ++d) std::memcpy(data + model1_fp8::kNopeBytes + 2 * d, &v_bits, 2);
+      uint8_t* scales = kv.bytes.data() + ranges[1].first;
+      std::fill_n(scales, model1_fp8::kNumTiles, uint8_t{127});
+      if (slot == 20) data[0] = 0;  // the second key: dim 0 = 0
+    }
+    p.cfg.d_qk = kv.d_qk;
+    p.q.assign(static_cast<size_t>(p.cfg.b) * p.cfg.s_q * h_q * p.q_row(), 0);
+    for (size_t r = 0; r < p.q.size(); r += static_cast<size_t>(p.q_row())) p.q[r] = to_bf16(c);
+    for (int r = 0; r < p.cfg.b * p.cfg.s_q; ++r) {
+      std::vector<int32_t> row(192, -1);
+      row[3] = 10;
+      row[150] = 20;
+      p.indices.insert(p.indices.end(), row.begin(), row.end());
+    }
+    const DecodeResult ref = run_cpu(p);
+    p.upload();
+    const DecodeResult got = run_gpu(p);
+    EXPECT_TRUE(close_to(got, ref));
+    size_t diffs = 0;
+    for (size_t k = 0; k < got.out.size(); ++k) diffs += k % 512 != 0 && got.out[k] != v_bits;
+    EXPECT_EQ(diffs, 0u) << "outputs not exactly " << v;
   }
 }
 

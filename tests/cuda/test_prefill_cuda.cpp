@@ -341,6 +341,30 @@ class Problem {
     kv_dev_.upload(kv_host_);
   }
 
+  /// The stale-reference case: every token's candidates invalid (-1) but kv row `a` at index 3
+  /// (chunk 0) and row `b` at index 150 (chunk 2); row a all `v`, row b `v` but 0 in dim 0; q
+  /// `c` in dim 0 of every head, 0 elsewhere. So a's logit is c v sm_scale, b's 0, and dims
+  /// 1..511 of every exact output are v. Host and device copies.
+  void set_two_key_rows(int32_t a, int32_t b, uint16_t c_bits, uint16_t v_bits) {
+    std::fill_n(kv_host_.begin() + (a + 1) * kv_stride_, c_.d_qk, v_bits);
+    std::fill_n(kv_host_.begin() + (b + 1) * kv_stride_, c_.d_qk, v_bits);
+    kv_host_[(b + 1) * kv_stride_] = 0;
+    for (int64_t j = 0; j < c_.s_q; ++j) {
+      int32_t* row = idx_host_.data() + j * idx_stride_;
+      std::fill_n(row, c_.topk, -1);
+      row[3] = a;
+      row[150] = b;
+      for (int64_t hh = 0; hh < c_.h_q; ++hh) {
+        uint16_t* qr = q_host_.data() + q_offset_ + j * q_stride_s_ + hh * q_stride_h_;
+        std::fill_n(qr, c_.d_qk, uint16_t{0});
+        qr[0] = c_bits;
+      }
+    }
+    kv_dev_.upload(kv_host_);
+    idx_dev_.upload(idx_host_);
+    q_dev_.upload(q_host_);
+  }
+
   /// Arguments over tokens [j0, j0 + n) with the given output pointers.
   SparsePrefillArgs args(Device dev, int64_t j0, int64_t n, uint16_t* out, float* ml, float* lse) const {
     const bool gpu = dev == Device::kCUDA;
@@ -784,6 +808,62 @@ TEST(PrefillCuda, LargerMagnitudesAndExplicitScale) {
   e.sigma = 0.5f;
   e.seed = 10;
   run_case(e);
+}
+
+/// For set_two_key_rows: a bf16 c < 0 such that the later key's weight against the earlier
+/// one, 2^g with g = -c v sm_scale log2(e), lies in [128, 192) (less than 2^8: a kernel that
+/// moved its softmax reference only past 2^8 would keep the first key's logit) and about
+/// half-way between two bf16 values, so a P of 2^g would carry a rounding error near 2^-8.5.
+uint16_t stale_reference_q(float v, float sm_scale) {
+  uint16_t best = 0;
+  double best_err = 1.0;
+  for (uint16_t bits = float_to_bf16(-1.0f); bits < float_to_bf16(-1024.0f); ++bits) {
+    const double g = -double(bf16_to_float(bits)) * v * sm_scale * 1.4426950408889634;
+    const double pw = std::exp2(g);
+    if (pw < 128.0 || pw >= 192.0) continue;
+    const double err = std::fabs(pw - std::floor(pw) - 0.5);
+    if (err < best_err) {
+      best_err = err;
+      best = bits;
+    }
+  }
+  return best;
+}
+
+TEST(PrefillCuda, LateMaximumStillNormalisesExactly) {
+  // Two valid keys per token whose value rows agree in dims 1..511; the row's maximum arrives
+  // two chunks after a key 2^-g as heavy. Exact weights sum to 1, so out must be exactly v
+  // there, and max_logits the true maximum (0), whatever reference the softmax kept on the
+  // way: a kernel that kept the first key's logit as its reference (P = 2^g, rounded to bf16)
+  // and divided by the unrounded sum fails this (docs/experiments/2026-12-01-lazy-rowsum-
+  // wgmma.patch, PERF.md).
+  SKIP_WITHOUT_GPU();
+  const uint16_t v_bits = float_to_bf16(1.875f);
+  for (int d : {512, 576}) {
+    for (int h : {64, 128}) {
+      Case c;
+      c.d_qk = d;
+      c.h_q = h;
+      c.topk = 192;
+      c.s_q = 3;
+      c.seed = seed_of(d, h, 23);
+      SCOPED_TRACE(c.name());
+      Problem p(c);
+      const uint16_t q_bits = stale_reference_q(1.875f, p.sm_scale());
+      ASSERT_NE(q_bits, 0);
+      p.set_two_key_rows(10, 20, q_bits, v_bits);
+      p.run_reference();
+      const Outputs o = p.run_gpu(PrefillPipeline::kAuto);
+      EXPECT_TRUE(p.guards_intact());
+      expect_close(o, p.ref());
+      int64_t diffs = 0;
+      for (int64_t row = 0; row < p.rows(); ++row) {
+        for (int k = 1; k < kDV; ++k) diffs += o.out[row * kDV + k] != v_bits;
+        EXPECT_EQ(o.max_logits[row], 0.0f) << "row " << row;
+      }
+      EXPECT_EQ(diffs, 0) << "outputs not exactly " << bf16_to_float(v_bits);
+    }
+  }
 }
 
 TEST(PrefillCuda, SingleAndDoubleBufferedPipelinesAgreeBitwise) {

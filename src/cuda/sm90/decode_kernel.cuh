@@ -742,10 +742,14 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
 #pragma unroll
     for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
       const uint64_t da = ptx::smem_desc_sw128(p_addr + kk * 32, 16, 1024);
-      // NOTE: two N = 128 halves: a single N = 256 wgmma needs more registers than a
-      // 512-thread launch bound lets ptxas place.
-      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, cx.v_desc(k_addr, kk, 0), 1);
-      ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<1>(o), da, cx.v_desc(k_addr, kk, 1), 1);
+      // NOTE: two N = 128 halves in decode: a single N = 256 wgmma needs more registers than
+      // a 512-thread launch bound lets ptxas place (kPvWide: the 384-thread prefill).
+      if constexpr (T::kPvWide) {
+        ptx::wgmma_m64n256k16_bf16_f32_ss<1>(o, da, cx.v_desc(k_addr, kk, 0), 1);
+      } else {
+        ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, cx.v_desc(k_addr, kk, 0), 1);
+        ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<1>(o), da, cx.v_desc(k_addr, kk, 1), 1);
+      }
     }
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
@@ -852,8 +856,12 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
-      ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<0>(o), pa[kk], cx.v_desc(k_addr, kk, 0), 1);
-      ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<1>(o), pa[kk], cx.v_desc(k_addr, kk, 1), 1);
+      if constexpr (T::kPvWide) {
+        ptx::wgmma_m64n256k16_bf16_f32_rs<1>(o, pa[kk], cx.v_desc(k_addr, kk, 0), 1);
+      } else {
+        ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<0>(o), pa[kk], cx.v_desc(k_addr, kk, 0), 1);
+        ptx::wgmma_m64n128k16_bf16_f32_rs<1>(o_half<1>(o), pa[kk], cx.v_desc(k_addr, kk, 1), 1);
+      }
     }
     ptx::wgmma_commit();
     // NOTE: P V of chunk c completes and the key tile is released before WG 0 waits for the

@@ -93,6 +93,7 @@ struct DecodeTraits {
   static_assert(kProducerRegs % 8 == 0 && kSoftmaxRegs % 8 == 0 && kPvRegs % 8 == 0,
                 "setmaxnreg counts are multiples of 8");
   static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
+  static constexpr bool kPvWide = false;  // P V as two N = 128 wgmma (the launch bound)
 
   // Shared memory: bf16 tiles in 64-column blocks of [rows][128 bytes], 128-byte swizzle
   // (16-byte chunk c of row r at position c ^ (r % 8)); every block 1024-byte aligned.

@@ -33,6 +33,12 @@ struct PrefillTraits {
   static constexpr int kProducerThreads = 128 * kProducerWarpgroups;
   static constexpr int kThreads = kConsumerThreads + kProducerThreads;
   static constexpr int kDimsPerConsumer = kDV / kConsumerWarpgroups;     // O columns (256)
+#ifndef MODEL1_PREFILL_PV_WIDE
+#define MODEL1_PREFILL_PV_WIDE 1
+#endif
+  // P V as one N = 256 wgmma a k-step (the 384-thread launch bound leaves 168 registers, room
+  // for its 128 accumulators), not two N = 128 halves as in decode.
+  static constexpr bool kPvWide = MODEL1_PREFILL_PV_WIDE != 0;
   static constexpr int kCluster = 1;  // the shared consumer loop's stage release: this CTA only
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
   // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
