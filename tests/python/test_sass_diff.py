@@ -79,6 +79,16 @@ def test_control_bits_targets_and_instructions(tmp_path):
     assert detail[4][2].startswith("HGMMA.64x128x16")
 
 
+def test_anonymous_namespace_hash_is_not_a_difference(tmp_path):
+    # The same kernel from two checkouts: nvcc's anonymous-namespace name differs by a hash.
+    name = "_ZN6model14cuda45_GLOBAL__N__{}_12_cache_ops_cu_caf1eff311load_kernelEv"
+    a = write(tmp_path, "a.sass", [(name.format("fecc5e01"), OTHER)])
+    b = write(tmp_path, "b.sass", [(name.format("3adc7f29"), OTHER)])
+    r = run(a, b)
+    assert r.returncode == 0, r.stdout
+    assert [v[-1] for v in rows(r.stdout).values()] == ["same"]
+
+
 def test_kernels_on_one_side_and_the_filter(tmp_path):
     a = write(tmp_path, "a.sass", [("_Z4loopv", LOOP), ("_Z5otherv", OTHER)])
     b = write(tmp_path, "b.sass", [("_Z4loopv", LOOP)])
