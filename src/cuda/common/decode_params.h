@@ -146,9 +146,10 @@ MODEL1_HD int latency_split_chunks(int64_t b, int64_t s_q, int64_t h_q, int64_t 
 
 /// Half-head CTAs for a latency plan (DecodeParams::half_heads; the sm_90a kernels and the
 /// portable default configuration): given the whole-head rule's chunks per split
-/// (`whole_chunks`, latency_split_chunks; 0 = not a latency split), the chunks per split of a plan that runs each split as two CTAs of half the heads,
-/// or 0 to keep whole heads. 16, 32 or 64 heads whose doubled grid fits one wave at the same
-/// split; 64 heads also when it fits with one chunk more per split. Measured on the H200
+/// (`whole_chunks`, latency_split_chunks; 0 = not a latency split), the chunks per split of a
+/// plan that runs each split as two CTAs of half the heads, or 0 to keep whole heads. 16, 32
+/// or 64 heads whose doubled grid fits one wave at the same split; 64 heads also when it fits
+/// with one chunk more per split. Measured on the H200
 /// (PERF.md): sm_90a at the same split 3-9% sooner at b = 2 (sixteenth session); 64 heads with
 /// one chunk more 4-10% sooner at b = 4 / 6 / 8, while 32 and 16 heads with one chunk more,
 /// and 64 heads with two or more, tie or lose; the portable kernels 6-19% sooner at the same
