@@ -93,6 +93,13 @@ void select_device(int device) {
   BENCH_CUDA_CHECK(cudaSetDevice(device));
 }
 
+/// The device's PCI bus id as CUDA spells it (how GpuMonitor finds it in NVML).
+std::string pci_bus_id(int device) {
+  char id[32] = {};
+  BENCH_CUDA_CHECK(cudaDeviceGetPCIBusId(id, static_cast<int>(sizeof(id)), device));
+  return id;
+}
+
 /// Device copies of a workload's tensors (inputs copied, outputs allocated).
 class DeviceTensors {
  public:
@@ -197,6 +204,9 @@ Timing time_launches(const TimingOptions& options, const Stream& stream, const L
     start.emplace_back();
     stop.emplace_back();
   }
+  // NOTE: NVML is read by a host thread while the timed runs (and their flushes) execute.
+  GpuMonitor monitor(pci_bus_id(options.device));
+  monitor.start();
   for (int i = 0; i < options.runs; ++i) {
     if (flusher) flusher->flush(stream.get(), round++);  // NOTE: outside the timed region
     BENCH_CUDA_CHECK(cudaEventRecord(start[i].get(), stream.get()));
@@ -204,6 +214,7 @@ Timing time_launches(const TimingOptions& options, const Stream& stream, const L
     BENCH_CUDA_CHECK(cudaEventRecord(stop[i].get(), stream.get()));
   }
   stream.sync();
+  std::optional<GpuClockSummary> gpu = monitor.stop();
   BENCH_CUDA_CHECK(cudaGetLastError());
   std::vector<double> samples;
   samples.reserve(options.runs);
@@ -212,7 +223,9 @@ Timing time_launches(const TimingOptions& options, const Stream& stream, const L
     BENCH_CUDA_CHECK(cudaEventElapsedTime(&ms, start[i].get(), stop[i].get()));
     samples.push_back(static_cast<double>(ms) * 1e3);
   }
-  return summarize(std::move(samples));
+  Timing t = summarize(std::move(samples));
+  t.gpu = std::move(gpu);
+  return t;
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // CUDA (bench/cuda_runner.cpp, only in builds with MODEL1_CUDA): the workload is copied to the
 // device once; the plan is built once (model1::plan_decode, not timed); each timed call is
 // bracketed by cudaEvents on a private stream, after an untimed cudaMemsetAsync over a buffer
-// of at least twice the L2 size so no cache data stays in L2; median of `runs`.
+// of at least twice the L2 size so no cache data stays in L2; median of `runs`. NVML is sampled
+// meanwhile (GpuMonitor) for the clock the runs saw.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gpu_monitor.h"
 #include "presets.h"
 #include "workload.h"
 
@@ -38,6 +40,9 @@ struct Timing {
   double max_us = 0.0;
   std::string kernel;  ///< kernel family timed ("cpu", "portable", "sm90a", ...; decode_kernel_name)
   int split_keys = 0;  ///< decode: the timed plan's keys per split (DecodePlan::split_keys)
+  /// CUDA: the SM clock, board power and clock limits while the timed runs executed (NVML,
+  /// GpuMonitor); absent on the CPU and where NVML is unavailable.
+  std::optional<GpuClockSummary> gpu;
 };
 /// Median (mean of the middle two for even counts), min and max of `samples_us`.
 Timing summarize(std::vector<double> samples_us);

@@ -97,6 +97,14 @@ nlohmann::json row_json(const bench::ResultRow& r) {
   j["roofline_fraction"] = opt(r.roofline_fraction);
   j["flashmla_us"] = r.flashmla_us ? nlohmann::json(*r.flashmla_us) : nlohmann::json(nullptr);
   j["speedup"] = r.speedup ? nlohmann::json(*r.speedup) : nlohmann::json(nullptr);
+  // CUDA: what NVML read while the timed runs executed (null on the CPU or without NVML).
+  const std::optional<bench::GpuClockSummary>& g = r.timing.gpu;
+  j["sm_clock_mhz"] = g ? nlohmann::json(g->sm_mhz_median) : nlohmann::json(nullptr);
+  j["sm_clock_min_mhz"] = g ? nlohmann::json(g->sm_mhz_min) : nlohmann::json(nullptr);
+  j["sm_clock_max_mhz"] = g ? nlohmann::json(g->sm_mhz_max) : nlohmann::json(nullptr);
+  j["power_w"] = g ? nlohmann::json(g->power_w_median) : nlohmann::json(nullptr);
+  j["clock_limits"] = g ? nlohmann::json(g->limit_names()) : nlohmann::json(nullptr);
+  j["clock_samples"] = g ? nlohmann::json(g->samples) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -133,18 +141,31 @@ void print_timings(const std::vector<Outcome>& outcomes, bench::Backend backend)
   t.add_column("roofline");
   t.add_column("FlashMLA us");
   t.add_column("speedup");
+  const bool cuda = backend == bench::Backend::kCuda;
+  if (cuda) t.add_column("SM MHz");
   std::vector<std::string> notes;
+  std::vector<std::string> limits;  // clock limits seen in any row
   for (const Outcome& oc : outcomes) {
     if (!oc.row) {
       t.add_row({oc.job.preset->name, bench::backend_name(backend), "-", shape_label(oc), "failed"});
       continue;
     }
     const bench::ResultRow& r = *oc.row;
-    t.add_row({r.preset, r.backend, r.timing.kernel.empty() ? "-" : r.timing.kernel, shape_label(oc),
-               num(r.timing.median_us), num(r.timing.min_us),
-               num(r.tflops), num(r.gbps), percent(r.roofline_fraction),
-               r.flashmla_us ? num(*r.flashmla_us) : "-",
-               r.speedup ? format("%sx", num(*r.speedup).c_str()) : "-"});
+    std::string clock = "-";
+    if (r.timing.gpu) {
+      const std::vector<std::string> names = r.timing.gpu->limit_names();
+      clock = format("%.0f%s", r.timing.gpu->sm_mhz_median, names.empty() ? "" : "*");
+      for (const std::string& n : names) {
+        if (std::find(limits.begin(), limits.end(), n) == limits.end()) limits.push_back(n);
+      }
+    }
+    std::vector<std::string> cells = {r.preset, r.backend, r.timing.kernel.empty() ? "-" : r.timing.kernel,
+                                      shape_label(oc), num(r.timing.median_us), num(r.timing.min_us),
+                                      num(r.tflops), num(r.gbps), percent(r.roofline_fraction),
+                                      r.flashmla_us ? num(*r.flashmla_us) : "-",
+                                      r.speedup ? format("%sx", num(*r.speedup).c_str()) : "-"};
+    if (cuda) cells.push_back(clock);
+    t.add_row(cells);
     if (!oc.job.preset->bar_note.empty()) {
       const std::string note = oc.job.preset->name + ": " + oc.job.preset->bar_note;
       if (std::find(notes.begin(), notes.end(), note) == notes.end()) notes.push_back(note);
@@ -154,6 +175,12 @@ void print_timings(const std::vector<Outcome>& outcomes, bench::Backend backend)
   std::printf(
       "roofline = max(FLOPs / 790 TFLOP/s, bytes / 4.3 TB/s) / time (H200); "
       "speedup = FlashMLA time / ours\n");
+  if (cuda) {
+    std::string why;
+    for (const std::string& n : limits) why += (why.empty() ? "" : ", ") + n;
+    std::printf("SM MHz = median SM clock while the timed runs executed (NVML; - where unavailable)%s\n",
+                limits.empty() ? "" : ("; * = clocks held back: " + why).c_str());
+  }
   for (const std::string& n : notes) std::printf("note: %s\n", n.c_str());
 }
 
