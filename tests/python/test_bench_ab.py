@@ -25,6 +25,10 @@ us = float(os.environ["FAKE_US"]) + calls  # later rounds are slower: the minimu
 out = args[args.index("--json") + 1]
 rows = [{{"preset": "model1-c1", "kind": "decode", "batch": 64, "time_us": us, "kernel": "sm90a"}},
         {{"preset": "prefill-h64", "kind": "prefill", "s_kv": 32768, "time_us": 10 * us, "kernel": "sm90a"}}]
+if "FAKE_MHZ" in os.environ:  # the NVML fields of a CUDA build: clock = FAKE_MHZ - call number
+    for r in rows:
+        r["sm_clock_mhz"] = float(os.environ["FAKE_MHZ"]) - calls
+        r["clock_limits"] = ["power cap"] if os.environ.get("FAKE_CAPPED") == "1" else []
 json.dump({{"rows": rows}}, open(out, "w"))
 '''
 
@@ -81,3 +85,27 @@ def test_rejects_bad_arguments(tmp_path):
                                       "p").stderr
     assert "--rounds expects at least 1" in run("--bin", f"x={a}", "--bin", f"y={a}", "--rounds", "0",
                                                 "--preset", "p").stderr
+
+
+def test_clock_column_from_nvml_fields(tmp_path):
+    a, b = fake_bin(tmp_path, "a"), fake_bin(tmp_path, "b")
+    out = tmp_path / "ab.json"
+    r = run("--bin", f"x={a}", "--bin", f"y={b}", "--env", "y:FAKE_US=50", "--env", "y:FAKE_CAPPED=1",
+            "--preset", "model1-c1", "--rounds", "2", "--json", out,
+            env={"FAKE_LOG": str(tmp_path / "log"), "FAKE_US": "100", "FAKE_MHZ": "1990"})
+    assert r.returncode == 0, r.stderr
+    assert "SM MHz (x/y)" in r.stdout
+    # calls 1..4: x (101 us, 1989 MHz), y (52, 1988), x (103, 1987), y (54, 1986): fastest rounds are the first
+    c1 = next(line for line in r.stdout.splitlines() if line.startswith("model1-c1"))
+    assert c1.split()[-1] == "1989/1988*"
+    doc = json.loads(out.read_text())
+    assert doc["rows"][0]["sm_clock_mhz"] == {"x": [1989.0, 1987.0], "y": [1988.0, 1986.0]}
+    assert doc["rows"][0]["clock_limits"]["y"] == [["power cap"], ["power cap"]]
+
+
+def test_no_clock_column_without_nvml_fields(tmp_path):
+    a, b = fake_bin(tmp_path, "a"), fake_bin(tmp_path, "b")
+    r = run("--bin", f"x={a}", "--bin", f"y={b}", "--preset", "model1-c1", "--rounds", "1",
+            env={"FAKE_LOG": str(tmp_path / "log"), "FAKE_US": "100"})
+    assert r.returncode == 0, r.stderr
+    assert "SM MHz" not in r.stdout
