@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "stats.h"
+
 #if defined(__linux__)
 #include <dlfcn.h>
 #endif
@@ -22,12 +24,6 @@ constexpr uint64_t kSwThermalSlowdown = 0x20;
 constexpr uint64_t kHwThermalSlowdown = 0x40;
 constexpr uint64_t kHwPowerBrakeSlowdown = 0x80;
 constexpr uint64_t kDisplayClockSetting = 0x100;
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 }  // namespace
 
@@ -78,8 +74,8 @@ std::optional<GpuClockSummary> summarize_gpu_samples(const std::vector<GpuSample
     s.sm_mhz_max = std::max(s.sm_mhz_max, g.sm_mhz);
     s.limit_reasons |= limiting_reasons(g.limit_reasons);
   }
-  s.sm_mhz_median = median_of(std::move(mhz));
-  s.power_w_median = median_of(std::move(watts));
+  s.sm_mhz_median = median(std::move(mhz));
+  s.power_w_median = median(std::move(watts));
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include "model1/decode.h"
 #include "model1/error.h"
 #include "model1/prefill.h"
+#include "stats.h"
 
 #if MODEL1_WITH_CUDA
 #include "cuda_runner.h"
@@ -75,11 +76,10 @@ Timing summarize(std::vector<double> samples_us) {
   Timing t;
   t.samples_us = samples_us;
   if (samples_us.empty()) return t;
-  std::sort(samples_us.begin(), samples_us.end());
-  const size_t n = samples_us.size();
-  t.median_us = n % 2 == 1 ? samples_us[n / 2] : 0.5 * (samples_us[n / 2 - 1] + samples_us[n / 2]);
-  t.min_us = samples_us.front();
-  t.max_us = samples_us.back();
+  t.median_us = median(samples_us);
+  const auto [lo, hi] = std::minmax_element(samples_us.begin(), samples_us.end());
+  t.min_us = *lo;
+  t.max_us = *hi;
   return t;
 }
 
