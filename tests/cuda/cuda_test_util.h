@@ -130,6 +130,27 @@ inline float from_bf16(uint16_t b) {
   return f;
 }
 
+/// For the late-maximum tests (decode and prefill): the bf16 bits of a q value c < 0 such that,
+/// with every other q dim 0, a key whose dim 0 is v has logit c v sm_scale and a key whose dim 0
+/// is 0 has logit 0, and the later key's weight against the earlier one, 2^g with
+/// g = -c v sm_scale log2(e), lies in [128, 192) (less than 2^8: a kernel that moved its softmax
+/// reference only past 2^8 would keep the first key's logit) and about half-way between two
+/// integers, so a P of 2^-g rounded to bf16 carries an error near 2^-8.5. 0 if none exists.
+inline uint16_t stale_reference_q(float v, float sm_scale) {
+  uint16_t best = 0;
+  double best_err = 1.0;
+  for (uint16_t bits = to_bf16(-1.0f); bits < to_bf16(-1024.0f); ++bits) {
+    const double pw = std::exp2(-double(from_bf16(bits)) * v * sm_scale * 1.4426950408889634);
+    if (pw < 128.0 || pw >= 192.0) continue;
+    const double err = std::fabs(pw - std::floor(pw) - 0.5);
+    if (err < best_err) {
+      best_err = err;
+      best = bits;
+    }
+  }
+  return best;
+}
+
 /// Per-test seed: MODEL1_TEST_SEED if set, else fresh from the OS (printed on failure).
 inline uint64_t fresh_seed() {
   if (const char* s = std::getenv("MODEL1_TEST_SEED")) return std::strtoull(s, nullptr, 0);

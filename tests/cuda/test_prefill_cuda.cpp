@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "compare.h"
+#include "cuda_test_util.h"
 #include "cuda/portable/prefill_launch.h"
 #include "model1/model1.h"
 #include "scoped_env.h"
@@ -810,26 +811,6 @@ TEST(PrefillCuda, LargerMagnitudesAndExplicitScale) {
   run_case(e);
 }
 
-/// For set_two_key_rows: a bf16 c < 0 such that the later key's weight against the earlier
-/// one, 2^g with g = -c v sm_scale log2(e), lies in [128, 192) (less than 2^8: a kernel that
-/// moved its softmax reference only past 2^8 would keep the first key's logit) and about
-/// half-way between two bf16 values, so a P of 2^g would carry a rounding error near 2^-8.5.
-uint16_t stale_reference_q(float v, float sm_scale) {
-  uint16_t best = 0;
-  double best_err = 1.0;
-  for (uint16_t bits = float_to_bf16(-1.0f); bits < float_to_bf16(-1024.0f); ++bits) {
-    const double g = -double(bf16_to_float(bits)) * v * sm_scale * 1.4426950408889634;
-    const double pw = std::exp2(g);
-    if (pw < 128.0 || pw >= 192.0) continue;
-    const double err = std::fabs(pw - std::floor(pw) - 0.5);
-    if (err < best_err) {
-      best_err = err;
-      best = bits;
-    }
-  }
-  return best;
-}
-
 TEST(PrefillCuda, LateMaximumStillNormalisesExactly) {
   // Two valid keys per token whose value rows agree in dims 1..511; the row's maximum arrives
   // two chunks after a key 2^-g as heavy. Exact weights sum to 1, so out must be exactly v
@@ -849,7 +830,7 @@ TEST(PrefillCuda, LateMaximumStillNormalisesExactly) {
       c.seed = seed_of(d, h, 23);
       SCOPED_TRACE(c.name());
       Problem p(c);
-      const uint16_t q_bits = stale_reference_q(1.875f, p.sm_scale());
+      const uint16_t q_bits = cuda_test::stale_reference_q(1.875f, p.sm_scale());  // for set_two_key_rows
       ASSERT_NE(q_bits, 0);
       p.set_two_key_rows(10, 20, q_bits, v_bits);
       p.run_reference();
