@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstdint>
 
@@ -120,12 +121,59 @@ __device__ __forceinline__ uint32_t group_fast_exp(uint32_t sc) {
   }
 }
 
+// NOTE: the portable objects are built from compute_80 PTX (sm_80 machine code) and from
+// compute_89 PTX (sm_89 and sm_90 machine code, and the PTX newer GPUs compile): the latter
+// convert FP8 with the hardware instruction, the former with integer arithmetic. Same bits.
+#ifndef MODEL1_HW_BATCH
+#define MODEL1_HW_BATCH 2
+#endif
+// 0 at build time: the integer conversion everywhere (to test it on sm_89+ GPUs).
+#ifndef MODEL1_PORTABLE_HW_E4M3
+#define MODEL1_PORTABLE_HW_E4M3 1
+#endif
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890 && MODEL1_PORTABLE_HW_E4M3
+inline constexpr bool kHardwareE4m3 = true;
+#else
+inline constexpr bool kHardwareE4m3 = false;
+#endif
+
+/// sm_89 and later: one nope group (8 e4m3 codes, low byte first) times its tile's scale (`sc`
+/// as staged: the UE8M0 byte (MODEL1) or the f32 bits (V32)) -> 8 bf16, the bits of
+/// dequant_group. The hardware e4m3 -> f16x2 conversion is exact for every code (zero,
+/// subnormal, NaN), so nothing is checked and nothing branches; the float of such an f16 has at
+/// most 4 significant bits, so its upper half is its bf16 (a byte permute). MODEL1's scale is a
+/// power of two: one bf16x2 fma with -0 rounds the exact product once, as the reference rounds
+/// it. V3.2's float scale multiplies the floats, which are then packed (the reference's order).
+template <class F>
+__device__ __forceinline__ uint4 dequant_group_hw(uint2 codes, uint32_t sc) {
+  uint32_t w[4];
+  uint32_t scale2 = 0;
+  if constexpr (F::kStageScaleBytes > 0) {
+    const uint32_t b = __float_as_uint(ue8m0_to_float(sc)) >> 16;
+    scale2 = b | (b << 16);
+  }
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const uint32_t word = k < 2 ? codes.x : codes.y;
+    const uint32_t h2 = (k & 1) == 0 ? ptx::cvt_e4m3x2_f16x2(word) : ptx::cvt_e4m3x2_f16x2_hi(word);
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h2));
+    if constexpr (F::kStageScaleBytes > 0) {
+      w[k] = ptx::fma_bf16x2(__byte_perm(__float_as_uint(f.x), __float_as_uint(f.y), 0x7632), scale2, 0x80008000u);
+    } else {
+      const float scale = __uint_as_float(sc);
+      w[k] = pack_bf16x2(f.x * scale, f.y * scale);
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 /// One group of 8 dims of a key -> 8 exact bf16 values. `raw`: fp8 codes in .x/.y (nope
 /// groups; `sc` the UE8M0 byte (MODEL1) or f32 bits (V32) of the group's tile) or 8 bf16 (rope
 /// groups, returned as they are); zeros for invalid keys (`ok` false).
 template <class F>
 __device__ __forceinline__ uint4 dequant_group(uint4 raw, uint32_t sc, bool ok, bool nope) {
   if (!ok || !nope) return raw;  // rope groups as loaded, zeros for invalid keys
+  if constexpr (kHardwareE4m3) return dequant_group_hw<F>(make_uint2(raw.x, raw.y), sc);
   const float scale = F::kStageScaleBytes > 0 ? ue8m0_to_float(sc) : __uint_as_float(sc);
   const uint32_t scale_exp = group_fast_exp<F>(sc);
   const uint32_t cx = raw.x, cy = raw.y;
@@ -261,7 +309,7 @@ struct DecodeCta {
     // NOTE: a batch's shared loads first, then its conversions and stores: the compiler cannot
     // hoist loads above a store to sK (it cannot prove the two do not alias). Batches of 4
     // items spill under the 128-register cap of 16 warps, so those take 2.
-    constexpr int kBatch = T::kThreads > 256 ? 2 : 4;
+    constexpr int kBatch = T::kThreads > 256 ? (kHardwareE4m3 ? MODEL1_HW_BATCH : 2) : 4;
     static_assert(kPerThread % kBatch == 0, "whole batches per thread");
 
     // NOTE: the validity bytes move as 16-byte words (kBlockN / 16 threads), not one byte per
@@ -335,6 +383,14 @@ struct DecodeCta {
           sc[u] = *reinterpret_cast<const uint32_t*>(scales + (it + u) * kScaleStep);
         }
         ok[u] = valid[(it + u) * kKeyStep] != 0;
+      }
+      if constexpr (kHardwareE4m3) {  // every code and scale, straight-line; invalid keys: zeros
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const uint4 v = dequant_group_hw<F>(codes[u], sc[u]);
+          *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) = ok[u] ? v : make_uint4(0, 0, 0, 0);
+        }
+        continue;
       }
       // NOTE: one branch per batch: the usual batch (valid keys, normal codes, scales in the
       // fast range) runs straight-line through dequant4_bf16_fast; any other takes

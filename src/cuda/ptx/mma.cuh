@@ -13,7 +13,8 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 }
 
 /// Programmatic dependent launch. NOTE: both are no-ops unless compiled for sm_90 or newer (the
-/// portable objects are compiled from compute_80 PTX, even their sm_90 machine code): only
+/// portable objects are compiled from compute_80 and compute_89 PTX, even their sm_90 machine
+/// code): only
 /// the sm_90a objects trigger and wait. This CTA lets the grid launched after it on the stream
 /// with the programmatic-serialization attribute start early.
 __device__ __forceinline__ void griddep_launch_dependents() {
@@ -91,6 +92,45 @@ __device__ __forceinline__ void cp_async_8(void* smem_dst, const void* gmem_src)
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(smem_dst)),
                "l"(gmem_src)
                : "memory");
+}
+
+// ---- conversions ------------------------------------------------------------------------------
+// NOTE: sm_89 and later (cvt.rn.f16x2.e4m3x2); callers in the portable objects, which are also
+// compiled for sm_80, choose them under `__CUDA_ARCH__ >= 890` (kernels built from compute_80
+// PTX never reach these bodies; they trap there rather than fail to assemble).
+/// Two e4m3 codes (low byte first) -> f16x2, exactly (every e4m3 value, subnormals and NaN
+/// included, is representable in f16).
+__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2(uint32_t codes) {
+  uint32_t r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  const uint16_t c = static_cast<uint16_t>(codes & 0xffffu);
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(c));
+#else
+  (void)codes;
+  __trap();
+#endif
+  return r;
+}
+
+/// The same for the two codes in the upper half of `codes` (bytes 2 and 3), taken by a register
+/// split instead of a shift.
+__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2_hi(uint32_t codes) {
+  uint32_t r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %1;\ncvt.rn.f16x2.e4m3x2 %0, hi;\n}\n" : "=r"(r) : "r"(codes));
+#else
+  (void)codes;
+  __trap();
+#endif
+  return r;
+}
+
+/// a * b + c per bf16 lane, rounded to nearest even once (sm_80; subnormals kept). With c = -0
+/// (0x80008000) it is the product rounded once, for every a * b (a zero product keeps its sign).
+__device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t r;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
 }
 
 /// Closes the group of cp.async issued by this thread so far.

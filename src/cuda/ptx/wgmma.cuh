@@ -62,24 +62,7 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// ---- conversions ------------------------------------------------------------------------------
-/// Two e4m3 codes (low byte first) -> f16x2, exactly (every e4m3 value, subnormals and NaN
-/// included, is representable in f16); sm_89 and later.
-__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2(uint32_t codes) {
-  uint32_t r;
-  const uint16_t c = static_cast<uint16_t>(codes & 0xffffu);
-  asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(c));
-  return r;
-}
-
-/// The same for the two codes in the upper half of `codes` (bytes 2 and 3), taken by a register
-/// split instead of a shift.
-__device__ __forceinline__ uint32_t cvt_e4m3x2_f16x2_hi(uint32_t codes) {
-  uint32_t r;
-  asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %1;\ncvt.rn.f16x2.e4m3x2 %0, hi;\n}\n" : "=r"(r) : "r"(codes));
-  return r;
-}
-
+// ---- conversions (the e4m3 ones are in mma.cuh) -----------------------------------------------
 /// a * b per bf16 lane, rounded to nearest even once (sm_90; subnormals kept).
 __device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   uint32_t r;

@@ -1,6 +1,6 @@
 // The split-KV combine kernel for sm_90 GPUs, compiled for sm_90a so that its
-// griddepcontrol.wait is real (the portable objects are compiled from compute_80 PTX): launched
-// as a programmatic dependent of the split kernel (decode_launch.h).
+// griddepcontrol.wait is real (the portable objects are compiled from compute_80 / 89 PTX):
+// launched as a programmatic dependent of the split kernel (decode_launch.h).
 #include "cuda/common/combine.cuh"
 #include "cuda/common/cuda_check.h"
 #include "cuda/sm90/decode_launch.h"

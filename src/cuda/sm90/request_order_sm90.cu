@@ -1,6 +1,6 @@
 // The request-order kernel for sm_90 GPUs, compiled for sm_90a so that its
 // griddepcontrol.launch_dependents is real (the portable objects are compiled from compute_80
-// PTX): the sm_90a split kernel after it is a programmatic dependent launch (decode_launch.h).
+// and compute_89 PTX): the sm_90a split kernel after it is a programmatic dependent launch (decode_launch.h).
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/request_order.cuh"
 #include "cuda/sm90/decode_launch.h"
