@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "cuda/ptx/mma.cuh"
 #include "model1/kv_format.h"
 
 namespace model1::cuda {
@@ -172,6 +173,25 @@ __device__ __forceinline__ float softmax_out_factor(float l_total, float lse, bo
   float factor = 1.0f / l_total;
   if (has_sink) factor *= 1.0f / (1.0f + expf(sink - lse));
   return factor;
+}
+
+// NOTE: the portable kernels' softmax as the sm_90a kernels': exp2 by `ex2.approx.ftz`
+// (probabilities below 2^-126 become 0; exp2f's range test and multiplies cost three
+// instructions an element) and the scale fused into its argument (fma(s, scale, -m): one
+// rounding fewer than scaling first, within the tolerances). 0 at build time: exp2f of the
+// scaled logits.
+#ifndef MODEL1_PORTABLE_FAST_EXP
+#define MODEL1_PORTABLE_FAST_EXP 1
+#endif
+inline constexpr bool kFastExp = MODEL1_PORTABLE_FAST_EXP != 0;
+
+/// 2^x for the rescale factors (x = old maximum - new maximum, -inf before any valid key).
+__device__ __forceinline__ float exp2_chunk(float x) { return kFastExp ? ptx::ex2_ftz(x) : exp2f(x); }
+
+/// The unnormalised probability of logit `s` (unscaled under kFastExp, else already scaled)
+/// against the row's reference maximum `m` (scaled, base 2).
+__device__ __forceinline__ float exp2_logit(float s, float m, float scale_log2) {
+  return kFastExp ? ptx::ex2_ftz(fmaf(s, scale_log2, -m)) : exp2f(s - m);
 }
 
 }  // namespace model1::cuda

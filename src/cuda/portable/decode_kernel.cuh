@@ -667,8 +667,13 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     for (int e = 0; e < 2; ++e) {
       const int col = key_base + t * 8 + 2 * (lane & 3) + e;
       const bool valid = cta.sValid[col] != 0;
-      s[t][e] = valid ? s[t][e] * scale_log2 : -INFINITY;
-      s[t][2 + e] = valid ? s[t][2 + e] * scale_log2 : -INFINITY;
+      if constexpr (kFastExp) {  // unscaled: the scale goes into exp2's argument
+        s[t][e] = valid ? s[t][e] : -INFINITY;
+        s[t][2 + e] = valid ? s[t][2 + e] : -INFINITY;
+      } else {
+        s[t][e] = valid ? s[t][e] * scale_log2 : -INFINITY;
+        s[t][2 + e] = valid ? s[t][2 + e] * scale_log2 : -INFINITY;
+      }
       mx[0] = fmaxf(mx[0], s[t][e]);
       mx[1] = fmaxf(mx[1], s[t][2 + e]);
     }
@@ -677,6 +682,9 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    // NOTE: scale_log2 > 0 (validated) and rounding is monotonic, so fl(max(s) x scale) is the
+    // maximum of the scaled logits.
+    if constexpr (kFastExp) mx[r] *= scale_log2;
   }
   const int r0 = lane >> 2;
   if ((lane & 3) == 0) {
@@ -702,7 +710,7 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
     // NOTE: while no valid key was seen m stays -inf; subtracting 0 then keeps exp2 at 0
     // instead of producing (-inf) - (-inf) = NaN.
     m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
-    alpha_s[r] = exp2f(m_old - m_use[r]);
+    alpha_s[r] = exp2_chunk(m_old - m_use[r]);
   }
 
   // ---- P = exp2(S - m) -> sP (bf16), row sums, rescale O ----
@@ -711,10 +719,10 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
   uint16_t* p_row1 = p_row0 + 8 * T::kPStride;
 #pragma unroll
   for (int t = 0; t < T::kSTiles; ++t) {
-    const float p0 = exp2f(s[t][0] - m_use[0]);
-    const float p1 = exp2f(s[t][1] - m_use[0]);
-    const float p2 = exp2f(s[t][2] - m_use[1]);
-    const float p3 = exp2f(s[t][3] - m_use[1]);
+    const float p0 = exp2_logit(s[t][0], m_use[0], scale_log2);
+    const float p1 = exp2_logit(s[t][1], m_use[0], scale_log2);
+    const float p2 = exp2_logit(s[t][2], m_use[1], scale_log2);
+    const float p3 = exp2_logit(s[t][3], m_use[1], scale_log2);
     rowsum[0] += p0 + p1;
     rowsum[1] += p2 + p3;
     const int col = key_base + t * 8 + 2 * (lane & 3);
@@ -739,7 +747,7 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
       }
       const float m_new = fmaxf(st.m[mt][r], m_chunk);
       const float m_u = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[mt][r] = exp2f(st.m[mt][r] - m_u);
+      alpha[mt][r] = exp2_chunk(st.m[mt][r] - m_u);
       st.m[mt][r] = m_new;
     }
   }

@@ -194,8 +194,13 @@ __device__ __forceinline__ void compute_chunk(PrefillCta<T>& cta, PrefillState<T
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const bool v = valid[key_base + t * 8 + 2 * (lane & 3) + e] != 0;
-      s[t][e] = v ? s[t][e] * scale_log2 : -INFINITY;
-      s[t][2 + e] = v ? s[t][2 + e] * scale_log2 : -INFINITY;
+      if constexpr (kFastExp) {  // unscaled: the scale goes into exp2's argument
+        s[t][e] = v ? s[t][e] : -INFINITY;
+        s[t][2 + e] = v ? s[t][2 + e] : -INFINITY;
+      } else {
+        s[t][e] = v ? s[t][e] * scale_log2 : -INFINITY;
+        s[t][2 + e] = v ? s[t][2 + e] * scale_log2 : -INFINITY;
+      }
       mx[0] = fmaxf(mx[0], s[t][e]);
       mx[1] = fmaxf(mx[1], s[t][2 + e]);
     }
@@ -204,6 +209,7 @@ __device__ __forceinline__ void compute_chunk(PrefillCta<T>& cta, PrefillState<T
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    if constexpr (kFastExp) mx[r] *= scale_log2;  // fl(max(s) x scale): scale > 0, rounding monotonic
   }
   if ((lane & 3) == 0) {
     cta.sRedMax[warp * 16 + r0] = mx[0];
@@ -223,7 +229,7 @@ __device__ __forceinline__ void compute_chunk(PrefillCta<T>& cta, PrefillState<T
     // NOTE: while no valid key was seen m stays -inf; subtracting 0 then keeps exp2 at 0
     // instead of producing (-inf) - (-inf) = NaN.
     m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
-    alpha[r] = exp2f(st.m[r] - m_use[r]);
+    alpha[r] = exp2_chunk(st.m[r] - m_use[r]);
     st.m[r] = m_new;
   }
 
@@ -232,10 +238,10 @@ __device__ __forceinline__ void compute_chunk(PrefillCta<T>& cta, PrefillState<T
   const int p_row0 = rg * 16 + r0;
 #pragma unroll
   for (int t = 0; t < T::kSTiles; ++t) {
-    const float p0 = exp2f(s[t][0] - m_use[0]);
-    const float p1 = exp2f(s[t][1] - m_use[0]);
-    const float p2 = exp2f(s[t][2] - m_use[1]);
-    const float p3 = exp2f(s[t][3] - m_use[1]);
+    const float p0 = exp2_logit(s[t][0], m_use[0], scale_log2);
+    const float p1 = exp2_logit(s[t][1], m_use[0], scale_log2);
+    const float p2 = exp2_logit(s[t][2], m_use[1], scale_log2);
+    const float p3 = exp2_logit(s[t][3], m_use[1], scale_log2);
     rowsum[0] += p0 + p1;
     rowsum[1] += p2 + p3;
     const int chunk = key_base / 8 + t;

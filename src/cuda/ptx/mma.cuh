@@ -133,6 +133,14 @@ __device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t 
   return r;
 }
 
+/// 2^x by the special-function unit, results below 2^-126 flushed to zero (exp2f adds a range
+/// test and two multiplies per call to produce them as subnormals).
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /// Closes the group of cp.async issued by this thread so far.
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");

@@ -143,14 +143,6 @@ __device__ __forceinline__ void prefetch_l2_lines(const void* src) {
   }
 }
 
-/// 2^x by the special-function unit, results below 2^-126 flushed to zero (exp2f adds a range
-/// test and two multiplies per call to produce them as subnormals).
-__device__ __forceinline__ float ex2_ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
 /// An L2 cache policy: lines this thread's hinted accesses touch are evicted first.
 __device__ __forceinline__ uint64_t l2_policy_evict_first() {
   uint64_t policy;
