@@ -185,6 +185,12 @@ __device__ __forceinline__ float softmax_out_factor(float l_total, float lse, bo
 #endif
 inline constexpr bool kFastExp = MODEL1_PORTABLE_FAST_EXP != 0;
 
+/// A masked logit as the softmax keeps it: -inf for an invalid key (selected, never
+/// multiplied), else unscaled under kFastExp (the scale goes into exp2_logit), else scaled.
+__device__ __forceinline__ float masked_logit(float s, bool valid, float scale_log2) {
+  return valid ? (kFastExp ? s : s * scale_log2) : -INFINITY;
+}
+
 /// 2^x for the rescale factors (x = old maximum - new maximum, -inf before any valid key).
 __device__ __forceinline__ float exp2_chunk(float x) { return kFastExp ? ptx::ex2_ftz(x) : exp2f(x); }
 

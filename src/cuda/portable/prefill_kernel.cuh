@@ -194,13 +194,8 @@ __device__ __forceinline__ void compute_chunk(PrefillCta<T>& cta, PrefillState<T
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const bool v = valid[key_base + t * 8 + 2 * (lane & 3) + e] != 0;
-      if constexpr (kFastExp) {  // unscaled: the scale goes into exp2's argument
-        s[t][e] = v ? s[t][e] : -INFINITY;
-        s[t][2 + e] = v ? s[t][2 + e] : -INFINITY;
-      } else {
-        s[t][e] = v ? s[t][e] * scale_log2 : -INFINITY;
-        s[t][2 + e] = v ? s[t][2 + e] * scale_log2 : -INFINITY;
-      }
+      s[t][e] = masked_logit(s[t][e], v, scale_log2);
+      s[t][2 + e] = masked_logit(s[t][2 + e], v, scale_log2);
       mx[0] = fmaxf(mx[0], s[t][e]);
       mx[1] = fmaxf(mx[1], s[t][2 + e]);
     }
