@@ -175,15 +175,15 @@ __device__ __forceinline__ float softmax_out_factor(float l_total, float lse, bo
   return factor;
 }
 
-// NOTE: the portable kernels' softmax as the sm_90a kernels': exp2 by `ex2.approx.ftz`
-// (probabilities below 2^-126 become 0; exp2f's range test and multiplies cost three
-// instructions an element) and the scale fused into its argument (fma(s, scale, -m): one
-// rounding fewer than scaling first, within the tolerances). 0 at build time: exp2f of the
-// scaled logits.
-#ifndef MODEL1_PORTABLE_FAST_EXP
-#define MODEL1_PORTABLE_FAST_EXP 1
+// NOTE: the softmax of the portable kernels and the sm_90a small-head kernel as the sm_90a
+// 64-head kernels': exp2 by `ex2.approx.ftz` (probabilities below 2^-126 become 0; exp2f's
+// range test and multiplies cost three instructions an element) and the scale fused into its
+// argument (fma(s, scale, -m): one rounding fewer than scaling first, within the tolerances).
+// 0 at build time: exp2f of the scaled logits.
+#ifndef MODEL1_SOFTMAX_FAST_EXP
+#define MODEL1_SOFTMAX_FAST_EXP 1
 #endif
-inline constexpr bool kFastExp = MODEL1_PORTABLE_FAST_EXP != 0;
+inline constexpr bool kFastExp = MODEL1_SOFTMAX_FAST_EXP != 0;
 
 /// A masked logit as the softmax keeps it: -inf for an invalid key (selected, never
 /// multiplied), else unscaled under kFastExp (the scale goes into exp2_logit), else scaled.

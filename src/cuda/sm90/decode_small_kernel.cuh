@@ -131,13 +131,14 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
     for (int nb = 0; nb < kNB; ++nb) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        s[4 * nb + e] = ok0 ? s[4 * nb + e] * scale_log2 : -INFINITY;
-        s[4 * nb + 2 + e] = ok1 ? s[4 * nb + 2 + e] * scale_log2 : -INFINITY;
+        s[4 * nb + e] = masked_logit(s[4 * nb + e], ok0, scale_log2);
+        s[4 * nb + 2 + e] = masked_logit(s[4 * nb + 2 + e], ok1, scale_log2);
         float v = fmaxf(s[4 * nb + e], s[4 * nb + 2 + e]);
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
-        mx[nb][e] = v;
+        // NOTE: fl(max(s) x scale) is the maximum of the scaled logits (scale > 0).
+        mx[nb][e] = kFastExp ? v * scale_log2 : v;
       }
     }
     if (lane < 4) {
@@ -158,7 +159,7 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
         const float m_new = fmaxf(m[nb][e], m_chunk);
         // NOTE: while no valid key was seen m stays -inf; subtracting 0 keeps exp2 at 0.
         m_use[nb][e] = m_new == -INFINITY ? 0.0f : m_new;
-        alpha[nb][e] = exp2f(m[nb][e] - m_use[nb][e]);
+        alpha[nb][e] = exp2_chunk(m[nb][e] - m_use[nb][e]);
         m[nb][e] = m_new;
       }
     }
@@ -170,8 +171,8 @@ __device__ void consume_small(const Smem<T>& sm, const DecodeParams& p, int chun
     for (int nb = 0; nb < kNB; ++nb) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float p0 = exp2f(s[4 * nb + e] - m_use[nb][e]);      // key k0
-        const float p1 = exp2f(s[4 * nb + 2 + e] - m_use[nb][e]);  // key k0 + 8
+        const float p0 = exp2_logit(s[4 * nb + e], m_use[nb][e], scale_log2);      // key k0
+        const float p1 = exp2_logit(s[4 * nb + 2 + e], m_use[nb][e], scale_log2);  // key k0 + 8
         l[nb][e] = l[nb][e] * alpha[nb][e] + (p0 + p1);
         const int head = 8 * nb + col0 + e;
         const uint32_t pair = pack_bf16x2(p0, p1);
