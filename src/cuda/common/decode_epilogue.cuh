@@ -7,6 +7,7 @@
 
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
+#include "cuda/ptx/mma.cuh"
 
 namespace model1::cuda {
 
@@ -95,6 +96,39 @@ __device__ __forceinline__ void write_decode_row(const DecodeParams& p, int i, i
     }
   }
   if (writes_lse) store_decode_lse(p, row, split, direct, rs);
+}
+
+/// One row of bf16 output from mma / wgmma accumulator fragments: lane q of each quad holds
+/// `pair(nb)`, the bf16x2 of columns 8 nb + 2 q, + 1, for kBlocks 8-column blocks. The quad's
+/// lanes exchange pairs in two xor shuffles (a 4 x 4 transpose per 4 blocks), so lane q stores
+/// block 4 gq + q whole: one 16-byte streaming store per 8 columns (the caller reads the output
+/// once). `dst`: the row's first column, 16-byte aligned. Every lane of the warp takes part (the
+/// shuffles); `store` false (a padded row of the quad) skips the quad's stores. (sm_90a prefill:
+/// 8-byte stores after one exchange were 1% slower, the fragments' 4-byte stores 11% slower;
+/// PERF.md.)
+template <int kBlocks, class Pair>
+__device__ __forceinline__ void store_row_bf16_quads(uint16_t* dst, Pair&& pair, bool store = true) {
+  static_assert(kBlocks % 4 == 0, "whole groups of 4 blocks");
+  const int q = threadIdx.x % 4, lo = q & 1, hi = q >> 1;
+#pragma unroll
+  for (int gq = 0; gq < kBlocks / 4; ++gq) {
+    uint32_t a[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) a[k] = pair(4 * gq + k);
+    // xor 2: keep the two blocks of this lane's half (bit 1 of the block = hi), get the
+    // partner's words of them; xor 1: the same for bit 0.
+    const uint32_t keep0 = hi ? a[2] : a[0], keep1 = hi ? a[3] : a[1];
+    const uint32_t th0 = __shfl_xor_sync(0xffffffffu, hi ? a[0] : a[2], 2);
+    const uint32_t th1 = __shfl_xor_sync(0xffffffffu, hi ? a[1] : a[3], 2);
+    const uint32_t mine = lo ? keep1 : keep0, theirs = lo ? th1 : th0;
+    const uint32_t rm = __shfl_xor_sync(0xffffffffu, lo ? keep0 : keep1, 1);
+    const uint32_t rt = __shfl_xor_sync(0xffffffffu, lo ? th0 : th1, 1);
+    // words of lanes 2 hi, 2 hi + 1 (a) and of the other pair (b), in lane order
+    const uint32_t a0 = lo ? rm : mine, a1 = lo ? mine : rm;
+    const uint32_t b0 = lo ? rt : theirs, b1 = lo ? theirs : rt;
+    const uint4 v = hi ? make_uint4(b0, b1, a0, a1) : make_uint4(a0, a1, b0, b1);
+    if (store) ptx::st_global_cs_16(dst + (4 * gq + q) * 8, v);
+  }
 }
 
 }  // namespace model1::cuda

@@ -787,6 +787,12 @@ __device__ __forceinline__ void compute_chunk(DecodeCta<T>& cta, SoftmaxState<T>
   }
 }
 
+// 0 at build time: the fragments' 4-byte stores for every output row.
+#ifndef MODEL1_PORTABLE_QUAD_STORES
+#define MODEL1_PORTABLE_QUAD_STORES 1
+#endif
+inline constexpr bool kQuadStores = MODEL1_PORTABLE_QUAD_STORES != 0;
+
 /// What CTA `bid` of the split kernel computes: (request i, token j, split, head group g) and
 /// its request's schedule.
 struct CtaWork {
@@ -930,6 +936,23 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
       l_total += cta.sRedSum[(row_group * T::kParts + q) * 16 + r0 + 8 * r];
     }
     const int h = we.g * T::kRows + row_group * 16 + r0 + 8 * r;
+    // NOTE: the request's only split into a 16-byte aligned out: a quad's lanes transpose their
+    // pairs and each stores whole 16-byte blocks (4x fewer store instructions, each filling
+    // whole sectors; the sm_90a epilogue's). Every lane shuffles, padded rows (h_q 8) store
+    // nothing. The condition is the CTA's, so the warp stays converged.
+    if (kQuadStores && direct && p.out_aligned16) {
+      const bool exists = h < p.h_q;
+      const int64_t row = (static_cast<int64_t>(we.i) * p.s_q + we.j) * p.h_q + (exists ? h : 0);
+      const DecodeRowScale rs = decode_row_scale(p, exists ? h : 0, true, st.m[mt][r], l_total);
+      store_row_bf16_quads<T::kOTiles>(
+          p.out + row * T::kDV + dim_base,
+          [&](int t) {
+            return rs.empty ? 0u : pack_bf16x2(st.o[mt][t][2 * r] * rs.factor, st.o[mt][t][2 * r + 1] * rs.factor);
+          },
+          exists);
+      if (exists && pv_part == 0 && (lane & 3) == 0) store_decode_lse(p, row, we.split, true, rs);
+      continue;
+    }
     if (h >= p.h_q) continue;
     write_decode_row<T::kOTiles>(
         p, we.i, we.j, h, we.split, direct, st.m[mt][r], l_total, pv_part == 0 && (lane & 3) == 0,

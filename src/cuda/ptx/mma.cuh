@@ -141,6 +141,12 @@ __device__ __forceinline__ float ex2_ftz(float x) {
   return y;
 }
 
+/// A 16-byte global store marked streaming (.cs: likely accessed once, evicted first).
+__device__ __forceinline__ void st_global_cs_16(void* dst, const uint4& v) {
+  asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
 /// Closes the group of cp.async issued by this thread so far.
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");

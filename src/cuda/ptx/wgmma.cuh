@@ -156,12 +156,6 @@ __device__ __forceinline__ void cp_async_16_hint(uint32_t dst, const void* src, 
                : "memory");
 }
 
-/// A 16-byte global store marked streaming (.cs: likely accessed once, evicted first).
-__device__ __forceinline__ void st_global_cs_16(void* dst, const uint4& v) {
-  asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-               : "memory");
-}
-
 /// Asynchronous copy of 16 bytes global -> shared (32-bit shared address `dst`), L2 only;
 /// `src_bytes` 0 fills the 16 bytes with zeros and reads nothing.
 __device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, uint32_t src_bytes) {
