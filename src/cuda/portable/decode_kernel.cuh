@@ -220,16 +220,24 @@ struct DecodeCta {
         sStageValid(smem + T::kStageValidOffset),
         sXchg(reinterpret_cast<float*>(smem + T::kXchgOffset)) {}
 
-  /// Q rows of this head group -> sQ (rows past h_q are zero).
+  /// Q rows of this head group -> sQ (rows past h_q are zero). NOTE: aligned rows go by
+  /// cp.async, every piece in flight at once (the callers' cp.async waits cover them): as loads
+  /// and shared stores, each thread's loop waited for one global load per 16 bytes in turn
+  /// (the store may alias the next load), 8 round trips a CTA at 64 rows.
   __device__ void load_q(const DecodeParams& p, int i, int j, int g) {
     constexpr int kVecPerRow = T::kDQk / 8;
     const uint16_t* q_row0 = p.q + i * p.q_stride_b + j * p.q_stride_s;  // [h_q, d_qk]
     for (int item = threadIdx.x; item < T::kRows * kVecPerRow; item += T::kThreads) {
       const int r = item / kVecPerRow, v = item % kVecPerRow;
       const int h = g * T::kRows + r;
+      uint16_t* dst = sQ + r * T::kQStride + v * 8;
+      if (h < p.h_q && p.q_aligned16) {
+        ptx::cp_async_16(dst, q_row0 + h * p.q_stride_h + v * 8);
+        continue;
+      }
       uint4 val = make_uint4(0, 0, 0, 0);
-      if (h < p.h_q) val = load_bf16x8(q_row0 + h * p.q_stride_h + v * 8, p.q_aligned16);
-      *reinterpret_cast<uint4*>(sQ + r * T::kQStride + v * 8) = val;
+      if (h < p.h_q) val = load_bf16x8(q_row0 + h * p.q_stride_h + v * 8, false);
+      *reinterpret_cast<uint4*>(dst) = val;
     }
   }
 
@@ -880,6 +888,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
       next = fetch(chunk_begin + 1);
     }
     cta.load_q(p, i, j, g);
+    ptx::cp_async_wait_all();  // Q
     for (int c = chunk_begin; c < chunk_end; ++c) {
       __syncthreads();  // A: chunk c's key addresses published; the previous P V is done with sK
       if (p.cache_aligned16) {
@@ -907,6 +916,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_decode_kernel(const __g
   }
 
   // ---- epilogue: total row sums over the parts, then outputs or partials ----
+  ptx::cp_async_wait_all();  // a split without chunks still has its Q copies in flight
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int pg = warp / T::kPvWarps, pv_part = warp % T::kPvWarps;
   const int r0 = lane >> 2;
