@@ -14,9 +14,8 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 
 /// Programmatic dependent launch. NOTE: both are no-ops unless compiled for sm_90 or newer (the
 /// portable objects are compiled from compute_80 and compute_89 PTX, even their sm_90 machine
-/// code): only
-/// the sm_90a objects trigger and wait. This CTA lets the grid launched after it on the stream
-/// with the programmatic-serialization attribute start early.
+/// code): only the sm_90a objects trigger and wait. This CTA lets the grid launched after it on
+/// the stream with the programmatic-serialization attribute start early.
 __device__ __forceinline__ void griddep_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
