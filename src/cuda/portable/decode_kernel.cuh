@@ -135,6 +135,20 @@ inline constexpr bool kHardwareE4m3 = true;
 inline constexpr bool kHardwareE4m3 = false;
 #endif
 
+// 0 at build time: invalid keys leave the staging buffer stale, and the conversion selects
+// zeros for them (the twenty-second session's code).
+#ifndef MODEL1_PORTABLE_ZFILL
+#define MODEL1_PORTABLE_ZFILL 1
+#endif
+/// Invalid keys are staged as zero bytes (cp.async with src-size 0 reads nothing), so the
+/// conversion needs no validity test: zero codes and a zero scale give +0 in every format.
+inline constexpr bool kZeroFillStage = MODEL1_PORTABLE_ZFILL != 0;
+
+// 0 at build time: the gather's copy loop as a loop whose trip count depends on the thread.
+#ifndef MODEL1_PORTABLE_GATHER_UNROLL
+#define MODEL1_PORTABLE_GATHER_UNROLL 1
+#endif
+
 /// sm_89 and later: one nope group (8 e4m3 codes, low byte first) times its tile's scale (`sc`
 /// as staged: the UE8M0 byte (MODEL1) or the f32 bits (V32)) -> 8 bf16, the bits of
 /// dequant_group. The hardware e4m3 -> f16x2 conversion is exact for every code (zero,
@@ -249,17 +263,42 @@ struct DecodeCta {
     const bool valid = a.page != nullptr;
     if constexpr (T::kStaged) {
       if (sub == 0) sStageValid[key] = valid;
-      if (!valid) return;
-      const uint8_t* row;
-      const uint8_t* scales = nullptr;
-      if constexpr (F::kStageScaleBytes > 0) {  // MODEL1: data rows, then scale rows
-        row = a.page + model1_fp8::data_row_offset(a.offset);
-        scales = a.page + model1_fp8::scale_row_offset(a.page_size, a.offset);
-      } else {  // V32: contiguous records
-        row = a.page + v32_fp8::token_offset(a.offset);
+      if (!kZeroFillStage && !valid) return;
+      // NOTE: an invalid key (kZeroFillStage) copies from the cache base with src-size 0: the
+      // address is never read, only its alignment matters.
+      const uint8_t* row = p.kv.base;
+      const uint8_t* scales = p.kv.base;
+      if (valid) {
+        if constexpr (F::kStageScaleBytes > 0) {  // MODEL1: data rows, then scale rows
+          row = a.page + model1_fp8::data_row_offset(a.offset);
+          scales = a.page + model1_fp8::scale_row_offset(a.page_size, a.offset);
+        } else {  // V32: contiguous records
+          row = a.page + v32_fp8::token_offset(a.offset);
+        }
       }
       uint8_t* dst = sStageData + key * F::kStageDataBytes;
-      if (p.cache_aligned16) {
+      if (kZeroFillStage && p.cache_aligned16) {
+        // NOTE: a fixed trip count with a predicate (the thread-dependent loop compiled to a
+        // loop with its test and branch per copy).
+        constexpr int kVecs = F::kStageDataBytes / 16;
+        constexpr int kTrips = (kVecs + T::kThreadsPerKey - 1) / T::kThreadsPerKey;
+#if MODEL1_PORTABLE_GATHER_UNROLL
+#pragma unroll
+#else
+#pragma unroll 1
+#endif
+        for (int k = 0; k < kTrips; ++k) {
+          const int v = sub + k * T::kThreadsPerKey;
+          if (kVecs % T::kThreadsPerKey == 0 || v < kVecs) ptx::cp_async_16_zfill(dst + v * 16, row + v * 16, valid);
+        }
+        if constexpr (F::kStageScaleBytes > 0) {
+          static_assert(F::kStageScaleBytes == 8, "one 8-byte scale row per key");
+          if (sub == T::kThreadsPerKey - 1) ptx::cp_async_8_zfill(sStageScale + key * 8, scales, valid);
+        }
+      } else if (!valid) {  // unaligned caches: zero bytes by plain stores
+        for (int v = sub; v < F::kStageDataBytes; v += T::kThreadsPerKey) dst[v] = 0;
+        for (int v = sub; v < F::kStageScaleBytes; v += T::kThreadsPerKey) sStageScale[key * F::kStageScaleBytes + v] = 0;
+      } else if (p.cache_aligned16) {
         for (int v = sub; v < F::kStageDataBytes / 16; v += T::kThreadsPerKey) {
           ptx::cp_async_16(dst + v * 16, row + v * 16);
         }
@@ -297,8 +336,9 @@ struct DecodeCta {
     }
   }
 
-  /// Staging buffer -> sK (exact bf16), sStageValid -> sValid. Invalid keys give zero rows
-  /// (selected, never computed from the stale staging bytes).
+  /// Staging buffer -> sK (exact bf16), sStageValid -> sValid. Invalid keys give zero rows:
+  /// converted from their zero-filled staging bytes (kZeroFillStage), or selected where the
+  /// integer conversion runs (it tests the codes anyway) or the stage is left stale.
   /// The first kColumns groups of every key (MODEL1: all 64, V32: its 64 nope groups) go by
   /// columns: thread t converts group t % kColumns of keys t / kColumns + k * kKeyStep, so the
   /// group's column, its nope / rope kind and its scale tile are per-thread constants and only
@@ -339,7 +379,7 @@ struct DecodeCta {
         const int key = item / kRestGroups;
         const int grp = kColumns + item % kRestGroups;
         uint4 raw = make_uint4(0, 0, 0, 0);
-        if (sStageValid[key] != 0) {
+        if (kZeroFillStage || sStageValid[key] != 0) {
           raw = *reinterpret_cast<const uint4*>(sStageData + key * F::kStageDataBytes + kRopeOffset +
                                                 (grp - F::kNopeGroups) * 16);
         }
@@ -360,7 +400,7 @@ struct DecodeCta {
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           raw[u] = make_uint4(0, 0, 0, 0);
-          if (valid[(it + u) * kKeyStep] != 0) {
+          if (kZeroFillStage || valid[(it + u) * kKeyStep] != 0) {
             raw[u] = *reinterpret_cast<const uint4*>(src + (it + u) * kSrcStep);
           }
         }
@@ -395,7 +435,9 @@ struct DecodeCta {
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           const uint4 v = dequant_group_hw<F>(codes[u], sc[u]);
-          *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) = ok[u] ? v : make_uint4(0, 0, 0, 0);
+          // NOTE: zero-filled invalid keys convert to +0 by themselves (kZeroFillStage).
+          *reinterpret_cast<uint4*>(dst + (it + u) * kDstStep) =
+              kZeroFillStage || ok[u] ? v : make_uint4(0, 0, 0, 0);
         }
         continue;
       }

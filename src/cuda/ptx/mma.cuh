@@ -93,6 +93,21 @@ __device__ __forceinline__ void cp_async_8(void* smem_dst, const void* gmem_src)
                : "memory");
 }
 
+/// cp_async_16 that copies 16 bytes when `copy`, else reads nothing and zero-fills the 16
+/// bytes (src-size 0); `gmem_src` must then still be a 16-byte aligned global address.
+__device__ __forceinline__ void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool copy) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src),
+               "r"(copy ? 16 : 0)
+               : "memory");
+}
+
+/// cp_async_8 with the same zero fill.
+__device__ __forceinline__ void cp_async_8_zfill(void* smem_dst, const void* gmem_src, bool copy) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src),
+               "r"(copy ? 8 : 0)
+               : "memory");
+}
+
 // ---- conversions ------------------------------------------------------------------------------
 // NOTE: sm_89 and later (cvt.rn.f16x2.e4m3x2); callers in the portable objects, which are also
 // compiled for sm_80, choose them under `__CUDA_ARCH__ >= 890` (kernels built from compute_80
