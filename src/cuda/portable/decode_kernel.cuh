@@ -144,6 +144,13 @@ inline constexpr bool kHardwareE4m3 = false;
 /// conversion needs no validity test: zero codes and a zero scale give +0 in every format.
 inline constexpr bool kZeroFillStage = MODEL1_PORTABLE_ZFILL != 0;
 
+// 0 at build time: MODEL1's rope columns converted by the threads that follow the nope
+// columns in thread order (8 lanes of every other warp).
+#ifndef MODEL1_PORTABLE_ROPE_WARPS
+#define MODEL1_PORTABLE_ROPE_WARPS 1
+#endif
+inline constexpr bool kRopeWarpsEnabled = MODEL1_PORTABLE_ROPE_WARPS != 0;
+
 // 0 at build time: the gather's copy loop as a loop whose trip count depends on the thread.
 #ifndef MODEL1_PORTABLE_GATHER_UNROLL
 #define MODEL1_PORTABLE_GATHER_UNROLL 1
@@ -161,8 +168,10 @@ __device__ __forceinline__ uint4 dequant_group_hw(uint2 codes, uint32_t sc) {
   uint32_t w[4];
   uint32_t scale2 = 0;
   if constexpr (F::kStageScaleBytes > 0) {
-    const uint32_t b = __float_as_uint(ue8m0_to_float(sc)) >> 16;
-    scale2 = b | (b << 16);
+    // NOTE: the bf16 of ue8m0_to_float(sc) in both halves: sc << 7 (2^(sc - 127); 255 gives
+    // inf, as the float does), except 0, whose 2^-127 is the bf16 subnormal 0x0040. sc is a
+    // byte, so one 32-bit unsigned maximum does it: every byte but 0 gives at least 0x00800080.
+    scale2 = max(sc * 0x00800080u, 0x00400040u);
   }
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
@@ -387,8 +396,31 @@ struct DecodeCta {
       }
     }
 
-    const int grp = threadIdx.x % kColumns;
-    const int key0 = threadIdx.x / kColumns;
+    // NOTE: MODEL1 (every group a column): the rope columns go to whole warps of their own
+    // (kRopeWarps). Taking columns in thread order put 8 rope lanes in every other warp, which
+    // then ran both paths one after the other and held barrier B. The first kNopeThreads
+    // threads take the 56 nope columns, the rest the 8 rope columns, with the same key step.
+    // sm_89+ only: the sm_80 integer conversion spills 36 bytes with it (128 registers).
+    constexpr int kRopeGroups = F::kGroupsPerKey - F::kNopeGroups;
+    constexpr int kNopeThreads = T::kThreads * F::kNopeGroups / F::kGroupsPerKey;
+    constexpr bool kRopeWarps = kRopeWarpsEnabled && kHardwareE4m3 && kColumns == F::kGroupsPerKey && kRopeGroups > 0 &&
+                                (T::kThreads * F::kNopeGroups) % F::kGroupsPerKey == 0 && kNopeThreads % 32 == 0 &&
+                                kNopeThreads % F::kNopeGroups == 0;
+    static_assert(!kRopeWarps || (kNopeThreads / F::kNopeGroups == kKeyStep &&
+                                  (T::kThreads - kNopeThreads) / kRopeGroups == kKeyStep),
+                  "the same key step for nope and rope threads");
+    int grp = threadIdx.x % kColumns;
+    int key0 = threadIdx.x / kColumns;
+    if constexpr (kRopeWarps) {
+      const int t = static_cast<int>(threadIdx.x);
+      if (t < kNopeThreads) {
+        grp = t % F::kNopeGroups;
+        key0 = t / F::kNopeGroups;
+      } else {
+        grp = F::kNopeGroups + (t - kNopeThreads) % kRopeGroups;
+        key0 = (t - kNopeThreads) / kRopeGroups;
+      }
+    }
     const uint8_t* valid = sStageValid + key0;
     const uint8_t* src = sStageData + key0 * F::kStageDataBytes;
     uint16_t* dst = sK + key0 * T::kKStride + grp * 8;
