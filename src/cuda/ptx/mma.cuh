@@ -93,12 +93,15 @@ __device__ __forceinline__ void cp_async_8(void* smem_dst, const void* gmem_src)
                : "memory");
 }
 
-/// cp_async_16 that copies 16 bytes when `copy`, else reads nothing and zero-fills the 16
-/// bytes (src-size 0); `gmem_src` must then still be a 16-byte aligned global address.
+/// Asynchronous copy of 16 bytes global -> shared (32-bit shared address `dst`), L2 only;
+/// `src_bytes` 0 fills the 16 bytes with zeros and reads nothing (`src` must then still be a
+/// 16-byte aligned global address).
+__device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, uint32_t src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+/// The same from a generic shared pointer: 16 bytes copied when `copy`, else zero-filled.
 __device__ __forceinline__ void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool copy) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src),
-               "r"(copy ? 16 : 0)
-               : "memory");
+  cp_async_16_zfill(smem_addr(smem_dst), gmem_src, copy ? 16u : 0u);
 }
 
 /// cp_async_8 with the same zero fill.

@@ -156,12 +156,6 @@ __device__ __forceinline__ void cp_async_16_hint(uint32_t dst, const void* src, 
                : "memory");
 }
 
-/// Asynchronous copy of 16 bytes global -> shared (32-bit shared address `dst`), L2 only;
-/// `src_bytes` 0 fills the 16 bytes with zeros and reads nothing.
-__device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-
 /// The barrier receives one arrival (counted in its expected arrivals: .noinc) once every
 /// cp.async this thread issued before has completed.
 __device__ __forceinline__ void cp_async_mbarrier_arrive_noinc(uint32_t bar) {
