@@ -722,7 +722,7 @@ __device__ __forceinline__ void masked_row_max(float (&s)[T::kBlockN / 2], const
 }
 
 /// WG 1 of consume_chunks: P V for value columns 256..511.
-template <class T, bool kFenceAfterFull>
+template <class T, bool kFenceAfterFull, bool kPRegs>
 __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chunks, float (&o)[T::kDimsPerConsumer / 2],
                                                   ConsumerPipe<T::kStages>& pipe) {
   const ConsumerCtx<T, 1, kFenceAfterFull> cx(sm);
@@ -733,6 +733,21 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
     cx.wait_full(ps);  // completed already (WG 0 waited): makes the tile's bytes visible here
     ptx::mbarrier_wait(sm.p_full_bar(), (h0 + static_cast<uint32_t>(c)) & 1u);
     const float alpha[2] = {cx.alpha_smem()[cx.r0], cx.alpha_smem()[cx.r0 + 8]};
+    // kPRegs: P as this thread's A fragments (WG 0's thread of the same index wrote them), read
+    // with ordinary loads; P and alpha are then free again before the P V.
+    uint32_t pa[T::kBlockN / 16][4];
+    if constexpr (kPRegs) {
+      const uint4* src = reinterpret_cast<const uint4*>(sm.p()) + threadIdx.x % 128;
+#pragma unroll
+      for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+        const uint4 v = src[kk * 128];
+        pa[kk][0] = v.x;
+        pa[kk][1] = v.y;
+        pa[kk][2] = v.z;
+        pa[kk][3] = v.w;
+      }
+      ptx::mbarrier_arrive(sm.p_empty_bar());
+    }
     cx.rescale_o(o, alpha);
 #pragma unroll
     for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
@@ -744,7 +759,10 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
       const uint64_t da = ptx::smem_desc_sw128(p_addr + kk * 32, 16, 1024);
       // NOTE: two N = 128 halves in decode: a single N = 256 wgmma needs more registers than
       // a 512-thread launch bound lets ptxas place (kPvWide: the 384-thread prefill).
-      if constexpr (T::kPvWide) {
+      if constexpr (kPRegs) {
+        static_assert(T::kPvWide, "P from registers: the N = 256 form (the prefill kernel's)");
+        ptx::wgmma_m64n256k16_bf16_f32_rs<1>(o, pa[kk], cx.v_desc(k_addr, kk, 0), 1);
+      } else if constexpr (T::kPvWide) {
         ptx::wgmma_m64n256k16_bf16_f32_ss<1>(o, da, cx.v_desc(k_addr, kk, 0), 1);
       } else {
         ptx::wgmma_m64n128k16_bf16_f32_ss<1>(o_half<0>(o), da, cx.v_desc(k_addr, kk, 0), 1);
@@ -755,7 +773,15 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
     ptx::wgmma_wait<0>();
 #pragma unroll
     for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
-    ptx::mbarrier_arrive(sm.p_empty_bar());  // P and alpha may be overwritten now
+    if constexpr (kPRegs) {
+#pragma unroll
+      for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) ptx::keep_alive(pa[kk][e]);  // read by the P V above until here
+      }
+    } else {
+      ptx::mbarrier_arrive(sm.p_empty_bar());  // P and alpha may be overwritten now
+    }
     ptx::mbarrier_arrive(sm.empty_bar(ps.stage));
     ps.advance();
   }
@@ -764,7 +790,7 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
 }
 
 /// WG 0 of consume_chunks: S, the softmax, P V for value columns 0..255.
-template <class T, bool kFenceAfterFull, bool kReleaseQ>
+template <class T, bool kFenceAfterFull, bool kReleaseQ, bool kPRegs>
 __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float scale_log2, int num_chunks,
                                                        float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
                                                        float (&l)[2], ConsumerPipe<T::kStages>& pipe,
@@ -835,17 +861,25 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
     // ---- P and alpha -> shared memory for WG 1 (once it is done with the previous ones) ----
     if (c > 0 || h0 > 0) ptx::mbarrier_wait(sm.p_empty_bar(), (h0 + static_cast<uint32_t>(c) - 1u) & 1u);
     uint8_t* sp = sm.p();
+    if constexpr (kPRegs) {
+      // NOTE: P as this thread's A fragments, 16 bytes a k-step, for WG 1's thread of the same
+      // index (the fragment layout depends only on it): ordinary loads there, so no proxy fence.
+      uint4* dst = reinterpret_cast<uint4*>(sp) + threadIdx.x % 128;
 #pragma unroll
-    for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
-      const uint32_t in_chunk = 4 * (cx.lane % 4);
-      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0, nb) + in_chunk) = pk[nb][0];
-      *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0 + 8, nb) + in_chunk) = pk[nb][1];
+      for (int kk = 0; kk < T::kBlockN / 16; ++kk) dst[kk * 128] = make_uint4(pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3]);
+    } else {
+#pragma unroll
+      for (int nb = 0; nb < T::kBlockN / 8; ++nb) {
+        const uint32_t in_chunk = 4 * (cx.lane % 4);
+        *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0, nb) + in_chunk) = pk[nb][0];
+        *reinterpret_cast<uint32_t*>(sp + swizzle_offset(cx.r0 + 8, nb) + in_chunk) = pk[nb][1];
+      }
     }
     if (cx.lane % 4 == 0) {
       cx.alpha_smem()[cx.r0] = alpha[0];
       cx.alpha_smem()[cx.r0 + 8] = alpha[1];
     }
-    ptx::fence_proxy_async_smem();  // P: generic stores -> WG 1's wgmma operand reads
+    if constexpr (!kPRegs) ptx::fence_proxy_async_smem();  // P: generic stores -> WG 1's wgmma operand reads
     ptx::mbarrier_arrive(sm.p_full_bar());
 
     // ---- O[:, 0..255] += P V: A = P (registers), B = V (N-major) ----
@@ -906,16 +940,21 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 /// kFenceAfterFull: the key tiles arrive by cp.async (prefill), whose writes reach the wgmma
 /// operand reads (async proxy) through a proxy fence after the full barrier's acquire; the
 /// decode producers fence before they arrive. kReleaseQ (persistent prefill): WG 0 arrives on
-/// q_empty_bar once the last S is complete, so the producer may overwrite the Q tile.
-template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false>
+/// q_empty_bar once the last S is complete, so the producer may overwrite the Q tile. kPRegs
+/// (prefill, N = 256 P V only): WG 0 hands P over as its threads' A fragments, 16 bytes a
+/// k-step, and WG 1's thread of the same index loads them and runs its P V in the RS form:
+/// ordinary loads instead of wgmma operand reads, so WG 0 needs no proxy fence before the
+/// handover, and WG 1 frees P (p_empty) before its P V instead of after. The 512-thread decode
+/// kernels keep P in a swizzled tile: 16 more registers in WG 1 do not fit their launch bound.
+template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false, bool kPRegs = false>
 __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int num_chunks,
                                                float (&o)[T::kDimsPerConsumer / 2], float (&m)[2], float (&l)[2],
                                                ConsumerPipe<T::kStages>& pipe, uint32_t q_empty_bar = 0) {
   static_assert(T::kBlockN == 64 && T::kDimsPerConsumer == 256, "64-key tiles, two 256-column halves of O");
   if constexpr (kWg == 0) {
-    consume_chunks_softmax<T, kFenceAfterFull, kReleaseQ>(sm, scale_log2, num_chunks, o, m, l, pipe, q_empty_bar);
+    consume_chunks_softmax<T, kFenceAfterFull, kReleaseQ, kPRegs>(sm, scale_log2, num_chunks, o, m, l, pipe, q_empty_bar);
   } else {
-    consume_chunks_pv<T, kFenceAfterFull>(sm, num_chunks, o, pipe);
+    consume_chunks_pv<T, kFenceAfterFull, kPRegs>(sm, num_chunks, o, pipe);
   }
 }
 

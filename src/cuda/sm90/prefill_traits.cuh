@@ -15,7 +15,7 @@ namespace model1::cuda::sm90 {
 /// balanced by key count (prefill_item_range). Three warpgroups:
 ///   WG 0, 1  consumers, as in decode (consume_chunks): WG 0 computes S = Q K^T for the
 ///            chunk's 64 keys, the online softmax and O += P V for value columns 0..255, WG 1
-///            O += P V for columns 256..511;
+///            O += P V for columns 256..511, with P handed over as A fragments (kPRegs);
 ///   WG 2     producer: gathers the chunk's 64 bf16 key rows by cp.async (16-byte pieces,
 ///            zero-filled and never read for an invalid index) straight into the
 ///            128-byte-swizzled tile wgmma reads; no conversion, so one warpgroup keeps up. It
@@ -39,6 +39,13 @@ struct PrefillTraits {
   // P V as one N = 256 wgmma a k-step (the 384-thread launch bound leaves 168 registers, room
   // for its 128 accumulators), not two N = 128 halves as in decode.
   static constexpr bool kPvWide = MODEL1_PREFILL_PV_WIDE != 0;
+#ifndef MODEL1_PREFILL_P_REGS
+#define MODEL1_PREFILL_P_REGS 1
+#endif
+  // P to WG 1 as its A fragments (ordinary shared loads, wgmma RS) instead of a swizzled tile
+  // its wgmma reads (which needs WG 0's proxy fence before the handover): 1-3% faster
+  // (PERF.md, twenty-fifth session). 0 builds the shared-tile handover decode uses.
+  static constexpr bool kPRegs = MODEL1_PREFILL_P_REGS != 0;
   static constexpr int kCluster = 1;  // the shared consumer loop's stage release: this CTA only
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
   // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
