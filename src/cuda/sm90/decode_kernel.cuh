@@ -945,7 +945,9 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 /// k-step, and WG 1's thread of the same index loads them and runs its P V in the RS form:
 /// ordinary loads instead of wgmma operand reads, so WG 0 needs no proxy fence before the
 /// handover, and WG 1 frees P (p_empty) before its P V instead of after. The 512-thread decode
-/// kernels keep P in a swizzled tile: 16 more registers in WG 1 do not fit their launch bound.
+/// kernels keep P in a swizzled tile: their WG 1 budget (160) has no room for 16 more registers
+/// (a build spilled and serialised its wgmma; re-budgeting the 128-head clusters to 208 / 176 /
+/// 64 is docs/experiments/2026-12-02-decode-p-fragments.patch, not yet run).
 template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false, bool kPRegs = false>
 __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int num_chunks,
                                                float (&o)[T::kDimsPerConsumer / 2], float (&m)[2], float (&l)[2],
