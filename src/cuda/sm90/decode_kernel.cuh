@@ -654,8 +654,11 @@ struct ConsumerCtx {
 
 /// S = Q K^T of one 64-key tile (wgmma m64n64k16 over every 64-column block; Q at q_base, the
 /// key tile at k_base), issued and committed as one group; the caller waits for it.
-template <class T>
-__device__ __forceinline__ void issue_qk(uint32_t q_base, uint32_t k_base, float (&s)[T::kBlockN / 2]) {
+/// kQRegBlocks > 0 (prefill): Q's first kQRegBlocks column blocks come from registers (qa:
+/// the A fragments, wgmma RS), the rest from shared memory.
+template <class T, int kQRegBlocks = 0>
+__device__ __forceinline__ void issue_qk(uint32_t q_base, uint32_t k_base, float (&s)[T::kBlockN / 2],
+                                         const uint32_t (*qa)[4][4] = nullptr) {
   const uint32_t k_addr = ptx::opaque(k_base);
   const uint32_t q_addr = ptx::opaque(q_base);
 #pragma unroll
@@ -670,7 +673,11 @@ __device__ __forceinline__ void issue_qk(uint32_t q_base, uint32_t k_base, float
   for (int cb = 0; cb < T::kColBlocks; ++cb) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {  // 16 dims = 32 bytes along the 128-byte swizzled row
-      ptx::wgmma_m64n64k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
+      if (cb < kQRegBlocks) {
+        ptx::wgmma_m64n64k16_bf16_f32_rs<0>(s, qa[cb][kk], db, cb > 0 || kk > 0 ? 1 : 0);
+      } else {
+        ptx::wgmma_m64n64k16_bf16_f32_ss<0>(s, da, db, cb > 0 || kk > 0 ? 1 : 0);
+      }
       const uint32_t step = kk < 3 ? 32 : T::kBlockBytes - 3 * 32;  // next k16, or next block
       da = ptx::opaque64(ptx::desc_advance(da, step));
       db = ptx::opaque64(ptx::desc_advance(db, step));
@@ -752,7 +759,8 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
 #pragma unroll
     for (int e = 0; e < T::kDimsPerConsumer / 2; ++e) ptx::fence_operand(o[e]);
     const uint32_t k_addr = ptx::opaque(ptx::smem_addr(sm.k(ps.stage)));
-    const uint32_t p_addr = ptx::opaque(p_base);
+    uint32_t p_addr = 0;  // the P tile's address: only the shared-tile form reads P through a descriptor
+    if constexpr (!kPRegs) p_addr = ptx::opaque(p_base);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
@@ -790,7 +798,7 @@ __device__ __forceinline__ void consume_chunks_pv(const Smem<T>& sm, int num_chu
 }
 
 /// WG 0 of consume_chunks: S, the softmax, P V for value columns 0..255.
-template <class T, bool kFenceAfterFull, bool kReleaseQ, bool kPRegs>
+template <class T, bool kFenceAfterFull, bool kReleaseQ, bool kPRegs, int kQRegBlocks>
 __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float scale_log2, int num_chunks,
                                                        float (&o)[T::kDimsPerConsumer / 2], float (&m)[2],
                                                        float (&l)[2], ConsumerPipe<T::kStages>& pipe,
@@ -799,7 +807,26 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
   const uint32_t q_base = ptx::smem_addr(sm.q());
   float s[T::kBlockN / 2];  // S: 64 heads x 64 keys over the warpgroup
   uint32_t pa[T::kBlockN / 16][4];  // P as the A fragments of the 4 k-steps of P V
-  auto issue_s = [&](int stage) { issue_qk<T>(q_base, ptx::smem_addr(sm.k(stage)), s); };
+  // kQRegBlocks: Q's first column blocks as A fragments, loaded once (Q is complete: the
+  // caller waited for it), rows cx.r0 / + 8, dims 16 kk + 2 (lane % 4) + {0, 1} and + 8.
+  // NOTE: only with chunks: for an item without keys the caller never waited for its Q, and the
+  // producer may be copying the next item's into the tile (racecheck found these reads).
+  uint32_t qa[kQRegBlocks > 0 ? kQRegBlocks : 1][4][4];
+  if (kQRegBlocks > 0 && num_chunks > 0) {
+#pragma unroll
+    for (int cb = 0; cb < kQRegBlocks; ++cb) {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = cx.r0 + 8 * (e % 2);
+          const uint8_t* src = sm.q() + cb * T::kBlockBytes + swizzle_offset(row, 2 * kk + e / 2) + 4 * (cx.lane % 4);
+          qa[cb][kk][e] = *reinterpret_cast<const uint32_t*>(src);
+        }
+      }
+    }
+  }
+  auto issue_s = [&](int stage) { issue_qk<T, kQRegBlocks>(q_base, ptx::smem_addr(sm.k(stage)), s, qa); };
 
   PipelineState<T::kStages> ps = pipe.ps;
   const uint32_t h0 = pipe.handovers;
@@ -948,13 +975,15 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 /// kernels keep P in a swizzled tile: their WG 1 budget (160) has no room for 16 more registers
 /// (a build spilled and serialised its wgmma; re-budgeting the 128-head clusters to 208 / 176 /
 /// 64 is docs/experiments/2026-12-02-decode-p-fragments.patch, not yet run).
-template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false, bool kPRegs = false>
+template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false, bool kPRegs = false,
+          int kQRegBlocks = 0>
 __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int num_chunks,
                                                float (&o)[T::kDimsPerConsumer / 2], float (&m)[2], float (&l)[2],
                                                ConsumerPipe<T::kStages>& pipe, uint32_t q_empty_bar = 0) {
   static_assert(T::kBlockN == 64 && T::kDimsPerConsumer == 256, "64-key tiles, two 256-column halves of O");
   if constexpr (kWg == 0) {
-    consume_chunks_softmax<T, kFenceAfterFull, kReleaseQ, kPRegs>(sm, scale_log2, num_chunks, o, m, l, pipe, q_empty_bar);
+    consume_chunks_softmax<T, kFenceAfterFull, kReleaseQ, kPRegs, kQRegBlocks>(sm, scale_log2, num_chunks, o, m, l,
+                                                                              pipe, q_empty_bar);
   } else {
     consume_chunks_pv<T, kFenceAfterFull, kPRegs>(sm, num_chunks, o, pipe);
   }
@@ -1014,7 +1043,7 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   ptx::fence_proxy_async_smem();  // Q: generic stores / cp.async writes -> wgmma operand reads
   ptx::named_barrier_sync(T::kBarrierP, T::kConsumerThreads);
   ConsumerPipe<T::kStages> pipe;
-  consume_chunks<T, kWg>(sm, scale_log2, chunk_end - chunk_begin, o, m, l, pipe);
+  consume_chunks<T, kWg, false, false, false, T::kQRegBlocks>(sm, scale_log2, chunk_end - chunk_begin, o, m, l, pipe);
   if constexpr (T::kCluster == 2) ptx::mbarrier_arrive(sm.done_bar());  // every full barrier waited for
 
   // ---- epilogue: total row sums over both warpgroups, then outputs or partials ----

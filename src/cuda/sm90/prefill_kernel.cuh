@@ -395,7 +395,7 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
       ptx::fence_proxy_async_smem();  // cp.async writes -> wgmma operand reads
       ++q_uses;
     }
-    consume_chunks<T, kWg, true, true, T::kPRegs>(sm, p.scale_log2, it.num_chunks, o, m, l, pipe, q_empty_bar(sm));
+    consume_chunks<T, kWg, true, true, T::kPRegs, T::kQRegBlocks>(sm, p.scale_log2, it.num_chunks, o, m, l, pipe, q_empty_bar(sm));
     prefill_epilogue<T, kWg>(sm, p, it, n++, o, m, l, sink);
   }
 }

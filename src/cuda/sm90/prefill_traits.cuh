@@ -46,6 +46,14 @@ struct PrefillTraits {
   // its wgmma reads (which needs WG 0's proxy fence before the handover): 1-3% faster
   // (PERF.md, twenty-fifth session). 0 builds the shared-tile handover decode uses.
   static constexpr bool kPRegs = MODEL1_PREFILL_P_REGS != 0;
+#ifndef MODEL1_PREFILL_Q_REG_BLOCKS
+#define MODEL1_PREFILL_Q_REG_BLOCKS 2
+#endif
+  // Q's first kQRegBlocks 64-column blocks as WG 0's A fragments, loaded once per item: those
+  // k-steps of S run as wgmma RS and read only the key tile from shared memory (S's operand
+  // bytes at d_qk 512: 128 -> 112 KiB a chunk). 1-1.3% faster (PERF.md, twenty-sixth session); 3 blocks
+  // measured the same and serialise the wgmma at these budgets. 0 builds S from shared Q only.
+  static constexpr int kQRegBlocks = MODEL1_PREFILL_Q_REG_BLOCKS;
   static constexpr int kCluster = 1;  // the shared consumer loop's stage release: this CTA only
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
   // a group serves keys grp, grp + 16, grp + 32, grp + 48 of each chunk.
@@ -69,6 +77,7 @@ struct PrefillTraits {
   // Shared memory: as DecodeTraits (bf16 tiles in 64-column blocks of [rows][128 bytes],
   // 128-byte swizzle, 1024-byte aligned blocks).
   static constexpr int kColBlocks = kDQk / 64;  // 8 or 9
+  static_assert(kQRegBlocks >= 0 && kQRegBlocks <= 3, "Q fragments: 0..3 column blocks (registers of WG 0)");
   static constexpr int kBlockBytes = 64 * 128;
   static constexpr int kTileBytes = kColBlocks * kBlockBytes;
   static constexpr int kStages = 2;
