@@ -973,8 +973,9 @@ __device__ __forceinline__ void consume_chunks_softmax(const Smem<T>& sm, float 
 /// ordinary loads instead of wgmma operand reads, so WG 0 needs no proxy fence before the
 /// handover, and WG 1 frees P (p_empty) before its P V instead of after. The 512-thread decode
 /// kernels keep P in a swizzled tile: their WG 1 budget (160) has no room for 16 more registers
-/// (a build spilled and serialised its wgmma; re-budgeting the 128-head clusters to 208 / 176 /
-/// 64 is docs/experiments/2026-12-02-decode-p-fragments.patch, not yet run).
+/// (a build spilled and serialised its wgmma); re-budgeting the 128-head clusters to 208 / 176 /
+/// 64 for it measured 7-9% slower (docs/experiments/2026-12-02-decode-p-fragments.patch).
+/// kQRegBlocks (prefill): Q's first column blocks as WG 0's A fragments (issue_qk).
 template <class T, int kWg, bool kFenceAfterFull = false, bool kReleaseQ = false, bool kPRegs = false,
           int kQRegBlocks = 0>
 __device__ __forceinline__ void consume_chunks(const Smem<T>& sm, float scale_log2, int num_chunks,
