@@ -83,8 +83,9 @@ struct DecodeTraits {
   static constexpr int kProducerRegs = kModel1 ? 72 : 56;
   static constexpr int kSoftmaxRegs = kModel1 ? 208 : 232;  // WG 0: O (128), S (32) or P fragments (16), state
   // Q's column blocks as WG 0's A fragments (prefill's kQRegBlocks): none in decode. One block
-  // measured 3-5% slower in MODEL1's 128-head clusters (the budgets 224 / 160 / 64 it needs) and
-  // noise in V3.2 (PERF.md, twenty-sixth session; docs/experiments/2026-12-02-q-fragments.patch).
+  // measured 3-5% slower in MODEL1's 128-head clusters, as much as the budgets it needs (224 /
+  // 160 / 64) cost alone, and noise in V3.2 (PERF.md, twenty-sixth session;
+  // docs/experiments/2026-12-02-q-fragments.patch).
   static constexpr int kQRegBlocks = 0;
   static constexpr int kPvRegs = kModel1 ? 160 : 168;       // WG 1: O (128), addresses
   // NOTE: setmaxnreg.inc only takes registers the CTA's other warps released with .dec: the

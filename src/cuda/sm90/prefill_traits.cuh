@@ -51,8 +51,9 @@ struct PrefillTraits {
 #endif
   // Q's first kQRegBlocks 64-column blocks as WG 0's A fragments, loaded once per item: those
   // k-steps of S run as wgmma RS and read only the key tile from shared memory (S's operand
-  // bytes at d_qk 512: 128 -> 112 KiB a chunk). 1-1.3% faster (PERF.md, twenty-sixth session); 3 blocks
-  // measured the same and serialise the wgmma at these budgets. 0 builds S from shared Q only.
+  // bytes at d_qk 512: 128 -> 112 KiB a chunk). 0.986-0.999 of the time before (PERF.md,
+  // twenty-sixth session); 3 blocks measured the same and serialise the wgmma at these budgets.
+  // 0 builds S from shared Q only.
   static constexpr int kQRegBlocks = MODEL1_PREFILL_Q_REG_BLOCKS;
   static constexpr int kCluster = 1;  // the shared consumer loop's stage release: this CTA only
   // Producer: groups of 8 threads, one 16-byte piece of every 64-column block per thread;
