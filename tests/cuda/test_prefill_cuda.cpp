@@ -1306,6 +1306,65 @@ TEST(PrefillCudaSmall, BalancedRangesCoverEveryItem) {
   }
 }
 
+// The sm_90a kernel's TMA path (Q tiles by tensor copies, MODEL1_CUDA_PREFILL_TMA unset) and
+// its thread-copy path (=0) compute the same values: bitwise the same outputs, for contiguous
+// and head-major q, items without keys among others, on the whole grid and with 2 CTAs walking
+// every item; both match the CPU backend.
+TEST(PrefillCudaSmall, TmaAndThreadCopiesAgreeBitwise) {
+  SKIP_WITHOUT_GPU();
+  for (int d : {512, 576}) {
+    for (int h : {64, 128}) {
+      for (QLayout ql : {QLayout::kContiguous, QLayout::kHeadMajor}) {
+        Case c;
+        c.d_qk = d;
+        c.h_q = h;
+        c.topk = 200;
+        c.s_q = 7;
+        c.s_kv = 450;
+        c.topk_length = {200, 0, 64, 1, 0, 130, 199};
+        c.invalid_frac = 0.2;
+        c.sink = Sink::kFinite;
+        c.q_layout = ql;
+        c.seed = seed_of(d, h, 60 + static_cast<int>(ql));
+        SCOPED_TRACE(c.name());
+        Problem p(c);
+        p.run_reference();
+        for (const char* cap : {"", "2"}) {
+          SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
+          const ScopedEnv ctas("MODEL1_CUDA_PREFILL_CTAS", cap);
+          const Outputs tma = p.run_gpu(PrefillPipeline::kAuto);
+          expect_close(tma, p.ref());
+          EXPECT_TRUE(p.guards_intact());
+          const ScopedEnv off("MODEL1_CUDA_PREFILL_TMA", "0");
+          const Outputs threads = p.run_gpu(PrefillPipeline::kAuto);
+          EXPECT_TRUE(p.guards_intact());
+          EXPECT_TRUE(bitwise_equal(tma, threads));
+        }
+      }
+    }
+  }
+}
+
+TEST(PrefillCuda, PrefillTmaSwitchRejectsBadValues) {
+  SKIP_WITHOUT_GPU();
+  if (!sm90_expected()) GTEST_SKIP() << "MODEL1_CUDA_PREFILL_TMA applies to the sm_90a kernel only (not run here)";
+  Case c;
+  c.d_qk = 512;
+  c.h_q = 64;
+  c.topk = 64;
+  c.s_q = 2;
+  Problem p(c);
+  for (const char* bad : {"2", "yes", "-1"}) {
+    const ScopedEnv env("MODEL1_CUDA_PREFILL_TMA", bad);
+    try {
+      p.run_gpu(PrefillPipeline::kAuto);
+      ADD_FAILURE() << "no error for MODEL1_CUDA_PREFILL_TMA=" << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "MODEL1_CUDA_PREFILL_TMA");
+    }
+  }
+}
+
 TEST(PrefillCuda, PrefillCtaCapRejectsBadValues) {
   SKIP_WITHOUT_GPU();
   if (!sm90_expected()) GTEST_SKIP() << "the CTA cap applies to the sm_90a kernel only (not run here)";

@@ -123,6 +123,19 @@ __device__ __forceinline__ void cp_async_bulk_commit() { asm volatile("cp.async.
 /// this thread) and its shared-memory sources read.
 __device__ __forceinline__ void cp_async_bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
+/// Tensor copy (TMA) of one box of the 3-d tensor map at generic address `map` (a
+/// __grid_constant__ kernel parameter), box origin {c0, c1, c2} in elements, into this CTA's
+/// shared memory at `dst` (laid out as the map's swizzle says); completes its bytes on mbarrier
+/// `bar`, under L2 cache policy `policy`.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, int c0, int c1, int c2, uint32_t bar,
+                                            uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
+      : "memory");
+}
+
 /// Prefetch of `bytes` (a multiple of 16, 16-byte aligned) of global memory into L2.
 __device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");

@@ -7,6 +7,8 @@
 // for sm_90a.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap
+
 #include <cstdint>
 
 #include "cuda/common/numerics.cuh"
@@ -27,6 +29,13 @@ template <class T>
 __device__ __forceinline__ uint32_t q_empty_bar(const Smem<T>& sm) {
   return ptx::smem_addr(sm.at(T::kQBarOffset + 8));
 }
+
+/// The tensor map of the TMA path (kTma: q TMA-compatible, built by the launcher): q as {d_qk,
+/// h_q, s_q}, boxes of 64 columns x 64 heads x 1 token in the tiles' 128-byte swizzle. Unused
+/// (zero) otherwise.
+struct PrefillMaps {
+  CUtensorMap q;
+};
 
 /// A work item: query token i, head group g; its key count (topk_length clamped) and chunks.
 struct PrefillItem {
@@ -190,6 +199,23 @@ __device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const Prefi
   if (!p.q_aligned16) ptx::fence_proxy_async_smem();  // generic stores -> wgmma operand reads
 }
 
+/// kTma, one thread: the Q tile of work item w by TMA, a box per 64-column block (L2
+/// evict-first: Q is read once), completing on q_full (which expects this arrival alone).
+/// NOTE: the item's coordinates are computed again here: the caller's, held across the chunk
+/// loop, made the 64-register producer spill.
+template <class T>
+__device__ __forceinline__ void load_q_tma(const Smem<T>& sm, const PrefillParams& p, const PrefillMaps& maps, int w) {
+  const PrefillItem it = prefill_item<T>(p, w);
+  const uint32_t bar = q_full_bar(sm);
+  const uint32_t dst = ptx::smem_addr(sm.q());
+  const uint64_t policy = ptx::l2_policy_evict_first();
+  ptx::mbarrier_arrive_expect_tx(bar, T::kTileBytes);
+#pragma unroll
+  for (int cb = 0; cb < T::kColBlocks; ++cb) {
+    ptx::tma_load_3d(dst + cb * T::kBlockBytes, &maps.q, cb * 64, it.g * T::kRows, it.i, bar, policy);
+  }
+}
+
 /// Producer warpgroup: for every chunk of every work item of this CTA, wait until its stage is
 /// free, then each thread issues one 16-byte cp.async per 64-column block for each of its
 /// group's 4 keys (an invalid index, < 0 or >= s_kv, or a position past topk_length:
@@ -198,8 +224,10 @@ __device__ __forceinline__ void produce_prefill_q(const Smem<T>& sm, const Prefi
 /// (cp.async.mbarrier.arrive.noinc). After an item's first chunk it copies the item's Q once
 /// WG 0 released the previous one (q_empty), arriving on q_full the same two ways. The indices
 /// of a chunk are loaded two chunks ahead. Items without keys are skipped (no Q, no chunks).
-template <class T>
-__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p) {
+/// kTma: the producer's first thread alone waits for q_empty and loads Q by TMA (load_q_tma);
+/// the others go on to the next tile.
+template <class T, bool kTma>
+__device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const PrefillMaps& maps) {
   constexpr int kGroupThreads = T::kThreadsPerKeyGroup;
   constexpr int kKeys = T::kKeysPerGroup;
   const int t = static_cast<int>(threadIdx.x) - T::kConsumerThreads;
@@ -243,9 +271,16 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p) {
       ptx::mbarrier_arrive(sm.full_bar(ps.stage));
       ptx::cp_async_mbarrier_arrive_noinc(sm.full_bar(ps.stage));
       ps.advance();
-      if (c == 0) {
-        // NOTE: after the item's first key tile: that tile's stage frees up about when WG 0
-        // finishes the previous item's last S (which frees Q), and the consumers need both.
+      // NOTE: after the item's first key tile: that tile's stage frees up about when WG 0
+      // finishes the previous item's last S (which frees Q), and the consumers need both.
+      if (kTma && c == 0 && t == 0) {
+        // NOTE: one thread's tensor copies instead of 32 cp.async from each thread: 1-1.7%
+        // faster on prefill-h64 / h128 (PERF.md, twenty-seventh session).
+        ptx::mbarrier_wait(q_empty_bar(sm), (q_fills & 1u) ^ 1u);
+        load_q_tma<T>(sm, p, maps, w);
+        ++q_fills;
+      }
+      if (!kTma && c == 0) {
         ptx::mbarrier_wait(q_empty_bar(sm), (q_fills & 1u) ^ 1u);
         produce_prefill_q<T>(sm, p, it.i, it.g, t);
         ptx::mbarrier_arrive(q_full_bar(sm));
@@ -368,7 +403,7 @@ __device__ __forceinline__ void prefill_epilogue(const Smem<T>& sm, const Prefil
 
 /// Consumer warpgroup kWg (0 or 1): for every work item of this CTA, the main loop over its
 /// chunks (WG 0 waits for its Q tile first), then out (its 256 columns), max_logits and lse.
-template <class T, int kWg>
+template <class T, int kWg, bool kTma>
 __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
   const int lane = threadIdx.x % 32;
   const int r0 = (threadIdx.x % 128) / 32 * 16 + lane / 4;  // rows r0 and r0 + 8 of this thread
@@ -392,7 +427,7 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
     }
     if (kWg == 0 && it.num_chunks > 0) {
       ptx::mbarrier_wait(q_full_bar(sm), q_uses & 1u);
-      ptx::fence_proxy_async_smem();  // cp.async writes -> wgmma operand reads
+      if constexpr (!kTma) ptx::fence_proxy_async_smem();  // cp.async writes -> wgmma operand reads
       ++q_uses;
     }
     consume_chunks<T, kWg, true, true, T::kPRegs, T::kQRegBlocks>(sm, p.scale_log2, it.num_chunks, o, m, l, pipe, q_empty_bar(sm));
@@ -402,14 +437,17 @@ __device__ void prefill_consume(const Smem<T>& sm, const PrefillParams& p) {
 
 /// Persistent grid: min(work items, the launcher's CTA count) CTAs of 384 threads; work item w
 /// = (token w / num_head_groups, head group w % num_head_groups), taken round-robin, or with
-/// topk_length by contiguous token ranges of equal key count (prefill_item_range).
-template <class T>
-__global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p) {
+/// topk_length by contiguous token ranges of equal key count (prefill_item_range). kTma (q
+/// TMA-compatible): the Q tiles come by tensor copies through `maps`; else by the producer
+/// threads' cp.async (or loads, for unaligned rows).
+template <class T, bool kTma>
+__global__ void __launch_bounds__(T::kThreads, 1)
+    sparse_prefill_sm90_kernel(const __grid_constant__ PrefillParams p, const __grid_constant__ PrefillMaps maps) {
   const Smem<T> sm;
 
   if (threadIdx.x == 0) {
     init_pipeline_barriers<T>(sm, T::kFullArrivals);
-    ptx::mbarrier_init(q_full_bar(sm), T::kQFullArrivals);
+    ptx::mbarrier_init(q_full_bar(sm), kTma ? 1 : T::kQFullArrivals);  // kTma: the loader's arrival and bytes
     ptx::mbarrier_init(q_empty_bar(sm), 128);  // WG 0's threads
     ptx::mbarrier_init(stats_full_bar(sm), 128);
     ptx::mbarrier_init(stats_empty_bar(sm), 128);
@@ -421,16 +459,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) sparse_prefill_sm90_kernel(con
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (warpgroup >= T::kConsumerWarpgroups) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    produce_prefill<T>(sm, p);
+    produce_prefill<T, kTma>(sm, p, maps);
     return;
   }
   // NOTE: one call per role, each under its own register budget.
   if (warpgroup == 0) {
     set_max_regs<T::kLaunchRegs, T::kSoftmaxRegs>();
-    prefill_consume<T, 0>(sm, p);
+    prefill_consume<T, 0, kTma>(sm, p);
   } else {
     set_max_regs<T::kLaunchRegs, T::kPvRegs>();
-    prefill_consume<T, 1>(sm, p);
+    prefill_consume<T, 1, kTma>(sm, p);
   }
 }
 

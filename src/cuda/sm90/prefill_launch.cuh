@@ -2,6 +2,9 @@
 // (included only by the sm_90a instantiation files).
 #pragma once
 
+#include <cuda.h>
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -29,6 +32,60 @@ inline int prefill_cta_cap() {
   return static_cast<int>(v);
 }
 
+/// MODEL1_CUDA_PREFILL_TMA: `0` copies the Q tiles with the producer threads' cp.async (the
+/// kernel before the TMA path); unset, empty or `1`: by TMA wherever q allows it. Read on every
+/// call.
+inline bool prefill_tma_enabled() {
+  const char* env = std::getenv("MODEL1_CUDA_PREFILL_TMA");
+  if (env == nullptr || *env == '\0') return true;
+  const std::string v(env);
+  MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_PREFILL_TMA", "0, 1 or unset", "'" + v + "'");
+  return v == "1";
+}
+
+/// The driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null
+/// where the driver does not provide it.
+using TensorMapEncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                          const cuuint64_t*, const cuuint32_t*, const cuuint32_t*,
+                                          CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                          CUtensorMapFloatOOBfill);
+inline TensorMapEncodeTiled tensor_map_encoder() {
+  static const TensorMapEncodeTiled fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &status) !=
+            cudaSuccess ||
+        status != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<TensorMapEncodeTiled>(nullptr);
+    }
+    return reinterpret_cast<TensorMapEncodeTiled>(f);
+  }();
+  return fn;
+}
+
+/// The TMA path's map of q ({d_qk, h_q, s_q}, boxes of 64 columns x 64 heads x 1 token in the
+/// 128-byte swizzle), when q allows it: 16-byte aligned rows (q_aligned16: base and strides),
+/// strides below 2^40 bytes, and the driver's encoder accepting it. False: the thread copies.
+template <int kDQk>
+bool prefill_q_map(const PrefillParams& p, PrefillMaps* maps) {
+  if (!prefill_tma_enabled() || !p.q_aligned16 || p.q_stride_h <= 0 || p.q_stride_s < 0) return false;
+  const TensorMapEncodeTiled encode = tensor_map_encoder();
+  if (encode == nullptr) return false;
+  const uint64_t row = static_cast<uint64_t>(p.q_stride_h) * 2;
+  // NOTE: a single token's stride is never used; any valid value stands in for it.
+  const uint64_t token = p.s_q == 1 ? row * static_cast<uint64_t>(p.h_q) : static_cast<uint64_t>(p.q_stride_s) * 2;
+  if (row >= (uint64_t{1} << 40) || token >= (uint64_t{1} << 40) || token % 16 != 0) return false;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(kDQk), static_cast<cuuint64_t>(p.h_q),
+                              static_cast<cuuint64_t>(p.s_q)};
+  const cuuint64_t strides[2] = {row, token};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(PrefillTraits<kDQk>::kRows), 1};
+  const cuuint32_t elem[3] = {1, 1, 1};
+  return encode(&maps->q, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<uint16_t*>(p.q), dims, strides, box, elem,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <int kDQk>
 bool prefill_supports(const PrefillParams& p, int device) {
   using T = PrefillTraits<kDQk>;
@@ -39,8 +96,7 @@ bool prefill_supports(const PrefillParams& p, int device) {
 template <int kDQk>
 void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int device) {
   using T = PrefillTraits<kDQk>;
-  static std::atomic<uint64_t> smem_raised{0};
-  ensure_smem_limit(sparse_prefill_sm90_kernel<T>, device, T::kSmemBytes, smem_raised, "sparse_prefill");
+  static std::atomic<uint64_t> smem_raised{0}, smem_raised_tma{0};
   PrefillParams p = params;
   MODEL1_CHECK(p.h_q == 64 || p.h_q == 128, "q.shape", "shape[1] (h_q) 64 or 128 (sm_90a kernel)",
                std::to_string(p.h_q));
@@ -55,7 +111,14 @@ void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int
   int64_t ctas = std::min<int64_t>(items, device_sm_count(device, "sparse_prefill"));
   const int cap = prefill_cta_cap();
   if (cap > 0) ctas = std::min<int64_t>(ctas, cap);
-  sparse_prefill_sm90_kernel<T><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p);
+  PrefillMaps maps{};
+  if (prefill_q_map<kDQk>(p, &maps)) {
+    ensure_smem_limit(sparse_prefill_sm90_kernel<T, true>, device, T::kSmemBytes, smem_raised_tma, "sparse_prefill");
+    sparse_prefill_sm90_kernel<T, true><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p, maps);
+  } else {
+    ensure_smem_limit(sparse_prefill_sm90_kernel<T, false>, device, T::kSmemBytes, smem_raised, "sparse_prefill");
+    sparse_prefill_sm90_kernel<T, false><<<static_cast<unsigned>(ctas), T::kThreads, T::kSmemBytes, stream>>>(p, maps);
+  }
   MODEL1_CUDA_CHECK_LAUNCH("sparse_prefill", "sparse_prefill_sm90_kernel");
 }
 
