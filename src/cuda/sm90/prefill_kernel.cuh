@@ -1,10 +1,10 @@
 // model1 CUDA Hopper (sm_90a) sparse prefill kernel (MODEL1.md section 4): a persistent CTA
-// per SM walks work items (query token, group of 64 heads); a producer warpgroup copies each
-// item's Q tile and gathers its top-k bf16 key rows by cp.async into a two-stage ring of
-// 128-byte-swizzled tiles, running ahead across items; the two consumer warpgroups run the
-// decode kernel's wgmma main loop (consume_chunks) over them, then write out, max_logits and
-// lse with the attention sink while the next item's Q and first key tile arrive. Compiled only
-// for sm_90a.
+// per SM walks work items (query token, group of 64 heads); a producer warpgroup loads each
+// item's Q tile (by TMA, or by cp.async where q's layout has no tensor map) and gathers its
+// top-k bf16 key rows by cp.async into a two-stage ring of 128-byte-swizzled tiles, running
+// ahead across items; the two consumer warpgroups run the decode kernel's wgmma main loop
+// (consume_chunks) over them, then write out, max_logits and lse with the attention sink while
+// the next item's Q and first key tile arrive. Compiled only for sm_90a.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap
@@ -274,8 +274,8 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const
       // NOTE: after the item's first key tile: that tile's stage frees up about when WG 0
       // finishes the previous item's last S (which frees Q), and the consumers need both.
       if (kTma && c == 0 && t == 0) {
-        // NOTE: one thread's tensor copies instead of 32 cp.async from each thread: 1-1.7%
-        // faster on prefill-h64 / h128 (PERF.md, twenty-seventh session).
+        // NOTE: one thread's tensor copies instead of 32 cp.async from each thread: 0.971-0.994
+        // of the time before on every prefill preset (PERF.md, twenty-seventh session).
         ptx::mbarrier_wait(q_empty_bar(sm), (q_fills & 1u) ^ 1u);
         load_q_tma<T>(sm, p, maps, w);
         ++q_fills;
