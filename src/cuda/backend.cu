@@ -22,6 +22,7 @@
 #include "backend.h"
 #include "cuda/common/combine.cuh"
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/env_switch.h"
 #include "cuda/common/decode_params.h"
 #include "cuda/common/numerics.cuh"
 #include "cuda/common/request_order.cuh"
@@ -159,13 +160,7 @@ portable::DecodeConfig decode_config_setting() {
 /// MODEL1_CUDA_DECODE_ORDER unset, empty or "1": requests with per-request lengths start longest
 /// first when the split grid overflows one wave (request_order_kernel); "0" keeps the batch
 /// order (comparisons, tests). NOTE: read on every call, so tests can compare both.
-bool request_order_enabled() {
-  const char* env = std::getenv("MODEL1_CUDA_DECODE_ORDER");
-  if (env == nullptr || *env == '\0') return true;
-  const std::string v = env;
-  MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_DECODE_ORDER", "'0', '1' or unset", "'" + v + "'");
-  return v == "1";
-}
+bool request_order_enabled() { return env_switch_on("MODEL1_CUDA_DECODE_ORDER"); }
 
 /// Whether a call sorts its requests first: lengths that can differ between requests, and more
 /// split CTAs than SMs (every decode kernel runs one CTA per SM: with one wave the order changes

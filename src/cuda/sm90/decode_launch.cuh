@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/env_switch.h"
 #include "cuda/sm90/decode_kernel.cuh"
 #include "cuda/sm90/decode_small_kernel.cuh"
 #include "cuda/sm90/decode_launch.h"
@@ -97,13 +98,7 @@ void launch_decode_grid(Kernel kernel, const DecodeParams& params, cudaStream_t 
 /// MODEL1_CUDA_DECODE_CLUSTER is "0" (comparisons, tests of both paths). NOTE: read once per
 /// process.
 inline bool cluster_decode_enabled() {
-  static const bool value = [] {
-    const char* env = std::getenv("MODEL1_CUDA_DECODE_CLUSTER");
-    if (env == nullptr || *env == '\0') return true;
-    const std::string v = env;
-    MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_DECODE_CLUSTER", "'0', '1' or unset", "'" + v + "'");
-    return v == "1";
-  }();
+  static const bool value = env_switch_on("MODEL1_CUDA_DECODE_CLUSTER");
   return value;
 }
 

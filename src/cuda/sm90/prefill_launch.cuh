@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/env_switch.h"
 #include "cuda/sm90/device.h"
 #include "cuda/sm90/prefill_kernel.cuh"
 #include "cuda/sm90/prefill_launch.h"
@@ -35,13 +36,7 @@ inline int prefill_cta_cap() {
 /// MODEL1_CUDA_PREFILL_TMA: `0` copies the Q tiles with the producer threads' cp.async (the
 /// kernel before the TMA path); unset, empty or `1`: by TMA wherever q allows it. Read on every
 /// call.
-inline bool prefill_tma_enabled() {
-  const char* env = std::getenv("MODEL1_CUDA_PREFILL_TMA");
-  if (env == nullptr || *env == '\0') return true;
-  const std::string v(env);
-  MODEL1_CHECK(v == "0" || v == "1", "MODEL1_CUDA_PREFILL_TMA", "0, 1 or unset", "'" + v + "'");
-  return v == "1";
-}
+inline bool prefill_tma_enabled() { return env_switch_on("MODEL1_CUDA_PREFILL_TMA"); }
 
 /// The driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null
 /// where the driver does not provide it.
