@@ -141,6 +141,11 @@ __device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint3
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
+/// Prefetch into L2 of the 128-byte line holding `src` (never faults).
+__device__ __forceinline__ void prefetch_l2(const void* src) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src) : "memory");
+}
+
 /// Prefetch into L2 of the 128-byte lines covering [src, src + kBytes) (src 16-byte aligned):
 /// one `prefetch.global.L2` per line by this thread. Unlike the bulk prefetch it takes no
 /// uniform operands, so lanes with different rows issue it together.

@@ -31,6 +31,12 @@
 #include "cuda/ptx/wgmma.cuh"
 #include "cuda/sm90/decode_traits.cuh"
 
+// What a decode CTA requests into L2 before it sets up its barriers (prefetch_cta_start): 0
+// nothing, 1 its Q rows and the first key indices of its split, 2 its Q rows only.
+#ifndef MODEL1_DECODE_START_PREFETCH
+#define MODEL1_DECODE_START_PREFETCH 1
+#endif
+
 namespace model1::cuda::sm90 {
 
 using portable::Candidate;
@@ -1118,6 +1124,37 @@ __device__ void consume(const Smem<T>& sm, const DecodeParams& p, int chunk_begi
   }
 }
 
+/// At a CTA's first instructions (MODEL1_DECODE_START_PREFETCH): its Q rows (one bulk L2
+/// prefetch, where q's rows of the CTA are contiguous) and the index lines of its split's first
+/// 256 candidates (eight producer threads, one line each), requested into L2 before the barriers'
+/// setup, so the consumers' Q copies and the producers' index loads, issued after it, find them
+/// there or on their way. Both read only addresses the CTA reads itself.
+/// NOTE: in three calls 2-3.5% faster on model1-c1 / c3 at b = 64 / 256 and 1-2% on tp-h32,
+/// within 1% elsewhere (the 128-head clusters, peak, V3.2, b = 2). Q alone gained 0.3-0.6% less;
+/// the indices alone (with the first ring copies issued before the other prefetches) nothing
+/// (PERF.md, twenty-ninth session).
+template <class T>
+__device__ __forceinline__ void prefetch_cta_start(const DecodeParams& p, const CtaCoord& cc, int main_keys,
+                                                   int num_keys, int chunk_begin) {
+  if constexpr (MODEL1_DECODE_START_PREFETCH == 1) {
+    const int t = static_cast<int>(threadIdx.x) - T::kConsumerThreads;
+    const int pos = chunk_begin * kChunkKeys + 32 * t;  // 32 indices = one 128-byte line
+    if (t >= 0 && t < 8 && pos < num_keys) {
+      const int32_t* idx = pos < main_keys ? p.indices + cc.i * p.idx_stride_b + cc.j * p.idx_stride_s + pos
+                                           : p.extra_indices + cc.i * p.extra_idx_stride_b +
+                                                 cc.j * p.extra_idx_stride_s + (pos - main_keys);
+      ptx::prefetch_l2(idx);
+    }
+  }
+  if constexpr (MODEL1_DECODE_START_PREFETCH >= 1) {
+    // NOTE: q rows are 16-byte aligned here (`supports`), and the size is a multiple of 16.
+    if (threadIdx.x == 32 && p.q_stride_h == T::kDQk) {
+      const uint16_t* q_rows = p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s + cc.g * T::kRows * p.q_stride_h;
+      ptx::cp_async_bulk_prefetch_l2(q_rows, T::kRows * T::kDQk * 2);
+    }
+  }
+}
+
 /// What every sm_90a decode CTA does around its consumers: the request's schedule (a CTA whose
 /// split is past its request's schedule exits at once), the pipeline barriers, and the
 /// producer warpgroups (warpgroups kConsumerWarpgroups and up). `consume(warpgroup,
@@ -1136,6 +1173,7 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
   if (split >= sched.num_splits) return;
   const int chunk_begin = split * sched.chunks_per_split;
   const int chunk_end = min(chunk_begin + sched.chunks_per_split, sched.num_chunks);
+  prefetch_cta_start<T>(p, cc, main_keys, sched.num_keys, chunk_begin);
 
   if (threadIdx.x == 0) {
     init_pipeline_barriers<T>(sm, T::kFullArrivals);
