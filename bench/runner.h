@@ -30,6 +30,9 @@ struct TimingOptions {
   int warmup = 1;        ///< untimed runs first
   int device = 0;        ///< CUDA device ordinal
   bool flush_l2 = true;  ///< CUDA: overwrite a >= 2x L2 buffer before every timed run
+  /// CUDA, with flush_l2: read that buffer instead of overwriting it, so the timed run starts
+  /// with clean lines in L2 rather than dirty ones it must first write back.
+  bool flush_by_reads = false;
   int split_keys = 0;    ///< decode: the plan's DecodeOptions::split_keys (0 = default)
 };
 

@@ -75,6 +75,18 @@ def test_failed_binary_is_reported(tmp_path):
     assert "model1-c1" in r.stdout  # the other binary's rows still print
 
 
+def test_arg_reaches_one_binary_only(tmp_path):
+    a = fake_bin(tmp_path, "a")
+    log = tmp_path / "log"
+    r = run("--bin", f"w={a}", "--bin", f"r={a}", "--arg", "r:--flush-reads", "--preset", "model1-c1", "--rounds",
+            "1", "--json", tmp_path / "ab.json", env={"FAKE_LOG": str(log), "FAKE_US": "10"})
+    assert r.returncode == 0, r.stderr
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2
+    assert "--flush-reads" not in calls[0] and "--flush-reads" in calls[1]
+    assert json.loads((tmp_path / "ab.json").read_text())["args"] == {"w": [], "r": ["--flush-reads"]}
+
+
 def test_rejects_bad_arguments(tmp_path):
     a = fake_bin(tmp_path, "a")
     assert "at least two --bin" in run("--bin", f"x={a}", "--preset", "p").stderr
@@ -83,6 +95,9 @@ def test_rejects_bad_arguments(tmp_path):
     assert "given twice" in run("--bin", f"x={a}", "--bin", f"x={a}", "--preset", "p").stderr
     assert "no --bin labelled" in run("--bin", f"x={a}", "--bin", f"y={a}", "--env", "z:A=1", "--preset",
                                       "p").stderr
+    assert "no --bin labelled" in run("--bin", f"x={a}", "--bin", f"y={a}", "--arg", "z:--no-flush", "--preset",
+                                      "p").stderr
+    assert "LABEL:ARG" in run("--bin", f"x={a}", "--bin", f"y={a}", "--arg", "x", "--preset", "p").stderr
     assert "--rounds expects at least 1" in run("--bin", f"x={a}", "--bin", f"y={a}", "--rounds", "0",
                                                 "--preset", "p").stderr
 

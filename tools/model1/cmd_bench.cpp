@@ -273,6 +273,7 @@ int run_bench(const BenchOptions& o) {
   timing.warmup = o.warmup >= 0 ? o.warmup : (cuda ? 5 : 1);
   timing.device = o.device;
   timing.flush_l2 = !o.no_flush;
+  timing.flush_by_reads = o.flush_reads;
 
   std::vector<Outcome> outcomes;
   // NOTE: the rows of one decode point (one per split size) share its workload.
@@ -335,7 +336,9 @@ int run_bench(const BenchOptions& o) {
         "model1 %s bench: backend %s (%s), median of %d runs after %d warm-up%s, "
         "seed %llu\n",
         version_string(), bench::backend_name(backend), device_name.c_str(), timing.runs,
-        timing.warmup, cuda ? (timing.flush_l2 ? ", L2 flushed" : ", L2 not flushed") : "",
+        timing.warmup,
+        cuda ? (timing.flush_l2 ? (timing.flush_by_reads ? ", L2 flushed by reads" : ", L2 flushed") : ", L2 not flushed")
+             : "",
         static_cast<unsigned long long>(o.seed));
     for (const Outcome& oc : outcomes) {
       if (cuda && o.split_keys.empty() && oc.row && oc.row->kind == "decode") {
@@ -364,6 +367,7 @@ int run_bench(const BenchOptions& o) {
     doc["runs"] = timing.runs;
     doc["warmup"] = timing.warmup;
     doc["flush_l2"] = cuda && timing.flush_l2;
+    if (cuda && timing.flush_l2) doc["flush_l2_by"] = timing.flush_by_reads ? "reads" : "writes";
     doc["seed"] = o.seed;
     doc["roofline"] = {{"flops_per_s", bench::kRooflineFlops},
                        {"bytes_per_s", bench::kRooflineBytes}};

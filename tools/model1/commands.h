@@ -23,6 +23,7 @@ struct BenchOptions {
   uint64_t seed = 0;
   int device = 0;
   bool no_flush = false;
+  bool flush_reads = false;
   bool dry_run = false;  ///< generate workloads and print the accounting only
   std::vector<int> split_keys;  ///< decode plans' DecodeOptions::split_keys, one row each (empty = the default)
 };

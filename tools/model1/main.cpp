@@ -100,6 +100,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--seed", bench.seed, "Workload seed")->capture_default_str();
   bench_cmd->add_option("--device", bench.device, "CUDA device ordinal")->capture_default_str();
   bench_cmd->add_flag("--no-flush", bench.no_flush, "CUDA: do not flush L2 between timed runs");
+  bench_cmd->add_flag("--flush-reads", bench.flush_reads,
+                      "CUDA: flush L2 by reading the flush buffer instead of overwriting it (clean lines, not "
+                      "dirty ones, when the timed run starts)")
+      ->excludes("--no-flush");
   bench_cmd->add_flag("--dry-run", bench.dry_run,
                       "Generate the workloads and print FLOPs, bytes and roofline floors only");
   bench_cmd->add_option("--json", bench.json, "Also write the rows to this JSON file");
