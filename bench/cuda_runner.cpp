@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "l2_flush.h"
 #include "model1/decode.h"
 #include "model1/error.h"
 #include "model1/prefill.h"
@@ -171,37 +172,35 @@ void download(const TensorView& host, const TensorView& dev) {
 }
 
 /// A buffer of at least twice the L2 size, rewritten before each timed run so the L2 holds
-/// none of the workload's data when the timed call starts. The rewrite leaves L2 full of dirty
-/// lines, which the timed call's first misses write back; `by_reads` instead copies the buffer,
-/// 1 MiB at a time, into one small buffer (written once beforehand), so L2 holds clean lines of
-/// it (and at most that 1 MiB dirty).
+/// none of the workload's data when the timed call starts. The rewrite (a memset) leaves L2 full
+/// of dirty lines, which the timed call's first misses write back; `by_reads` instead has a
+/// kernel read the buffer (zeroed once here), so L2 holds clean lines of it. Either way a
+/// kernel runs just before the timed one (copies instead, also tried, made the timed run start
+/// after a wait on the copy engine: PERF.md, twenty-ninth session).
 class L2Flusher {
  public:
   L2Flusher(int device, bool by_reads) : by_reads_(by_reads) {
     int l2_bytes = 0;
     BENCH_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
+    BENCH_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device));
     constexpr size_t kMinBytes = size_t{64} << 20;
     buffer_ = DeviceBuffer(std::max(kMinBytes, 2 * static_cast<size_t>(l2_bytes)));
     if (by_reads_) {
-      sink_ = DeviceBuffer(kSinkBytes);
+      sink_ = DeviceBuffer(16);
       BENCH_CUDA_CHECK(cudaMemset(buffer_.get(), 0, buffer_.bytes()));
     }
   }
   void flush(cudaStream_t stream, int round) {
-    if (!by_reads_) {
+    if (by_reads_) {
+      BENCH_CUDA_CHECK(launch_read_flush(buffer_.get(), buffer_.bytes(), sink_.get(), sms_, stream));
+    } else {
       BENCH_CUDA_CHECK(cudaMemsetAsync(buffer_.get(), round & 0xff, buffer_.bytes(), stream));
-      return;
-    }
-    const auto* src = static_cast<const unsigned char*>(buffer_.get());
-    for (size_t off = 0; off < buffer_.bytes(); off += kSinkBytes) {
-      const size_t n = std::min(kSinkBytes, buffer_.bytes() - off);
-      BENCH_CUDA_CHECK(cudaMemcpyAsync(sink_.get(), src + off, n, cudaMemcpyDeviceToDevice, stream));
     }
   }
 
  private:
-  static constexpr size_t kSinkBytes = size_t{1} << 20;
   bool by_reads_;
+  int sms_ = 1;
   DeviceBuffer buffer_, sink_;
 };
 
