@@ -332,13 +332,14 @@ int run_bench(const BenchOptions& o) {
   if (o.dry_run) {
     print_accounting(outcomes, o.seed);
   } else {
+    const char* flush = !cuda                   ? ""
+                        : !timing.flush_l2      ? ", L2 not flushed"
+                        : timing.flush_by_reads ? ", L2 flushed by reads"
+                                                : ", L2 flushed";
     std::printf(
         "model1 %s bench: backend %s (%s), median of %d runs after %d warm-up%s, "
         "seed %llu\n",
-        version_string(), bench::backend_name(backend), device_name.c_str(), timing.runs,
-        timing.warmup,
-        cuda ? (timing.flush_l2 ? (timing.flush_by_reads ? ", L2 flushed by reads" : ", L2 flushed") : ", L2 not flushed")
-             : "",
+        version_string(), bench::backend_name(backend), device_name.c_str(), timing.runs, timing.warmup, flush,
         static_cast<unsigned long long>(o.seed));
     for (const Outcome& oc : outcomes) {
       if (cuda && o.split_keys.empty() && oc.row && oc.row->kind == "decode") {

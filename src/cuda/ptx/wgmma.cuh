@@ -141,7 +141,7 @@ __device__ __forceinline__ void cp_async_bulk_prefetch_l2(const void* src, uint3
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
-/// Prefetch into L2 of the 128-byte line holding `src` (never faults).
+/// Prefetch into L2 of the 128-byte line holding `src`.
 __device__ __forceinline__ void prefetch_l2(const void* src) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src) : "memory");
 }
@@ -157,7 +157,7 @@ __device__ __forceinline__ void prefetch_l2_lines(const void* src) {
 #pragma unroll
   for (int i = 0; i <= (kBytes + 127) / 128; ++i) {
     const uint64_t line = first + 128 * static_cast<uint64_t>(i);
-    if (line <= last) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(line) : "memory");
+    if (line <= last) prefetch_l2(reinterpret_cast<const void*>(line));
   }
 }
 
