@@ -36,6 +36,11 @@
 #ifndef MODEL1_DECODE_START_PREFETCH
 #define MODEL1_DECODE_START_PREFETCH 1
 #endif
+// 1: a 64-head CTA's producers prefetch its second chunk's rows into L2 once the first chunk's
+// first ring round is converted, not at their start (produce_bulk); 0: at their start.
+#ifndef MODEL1_DECODE_DEFER_FIRST_PREFETCH
+#define MODEL1_DECODE_DEFER_FIRST_PREFETCH 1
+#endif
 
 namespace model1::cuda::sm90 {
 
@@ -483,7 +488,11 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
   // of waiting a second HBM round trip in every CTA's first chunk.
   if (kRounds == 2 && lane >= kSlots && lane < kKeys && cur.row != 0)
     ptx::cp_async_bulk_prefetch_l2(reinterpret_cast<const void*>(cur.row), kRowBytes);
-  prefetch(nxt);
+  // NOTE: the second chunk's prefetch waits for the first chunk's first round
+  // (MODEL1_DECODE_DEFER_FIRST_PREFETCH): at a wave's start every CTA's Q, index and row
+  // requests compete, and the first tile needs only the first chunk's rows. model1-c1 / c3
+  // 0.98-0.99 at b = 64..256, other presets unchanged (PERF.md, twenty-ninth session).
+  if (!MODEL1_DECODE_DEFER_FIRST_PREFETCH) prefetch(nxt);
   Candidate after = fetch(chunk_begin + 2);
   uint2 cur_scales = load_scales(cur);
   uint2 nxt_scales = load_scales(nxt);
@@ -578,6 +587,7 @@ __device__ void produce_bulk(const Smem<T>& sm, const DecodeParams& p, const Key
         // Once the first half of the chunk is converted, lanes S..2S-1 refill its slots with the
         // second half (their keys); once the second half is, lanes 0..S-1 with the next chunk's.
         if (kg + kGroup == kSlots && lane >= kSlots && lane < 2 * kSlots) refill(cur.row, lane - kSlots);
+        if (MODEL1_DECODE_DEFER_FIRST_PREFETCH && q == 0 && kg + kGroup == kSlots) prefetch(nxt);
         if (kg + kGroup == kKeys && more && lane < kSlots) refill(nxt.row, lane);
       }
     }
