@@ -241,10 +241,15 @@ __device__ __forceinline__ void load_q_rows(const Smem<T>& sm, const uint16_t* q
   ptx::cp_async_wait_all();
 }
 
+/// The first head's q row of (request i, token j).
+__device__ __forceinline__ const uint16_t* token_q(const DecodeParams& p, int i, int j) {
+  return p.q + i * p.q_stride_b + j * p.q_stride_s;
+}
+
 /// Decode: the 64 heads of head group g of (request i, token j).
 template <class T>
 __device__ void load_q(const Smem<T>& sm, const DecodeParams& p, int i, int j, int g) {
-  load_q_rows<T>(sm, p.q + i * p.q_stride_b + j * p.q_stride_s, p.q_stride_h, g * T::kRows);
+  load_q_rows<T>(sm, token_q(p, i, j), p.q_stride_h, g * T::kRows);
 }
 
 /// 16 e4m3 codes (bytes of `w`, low first) -> 8 bf16x2 words: each pair of codes goes e4m3 ->
@@ -294,6 +299,16 @@ struct KeyLists {
   const int32_t* extra_idx;  // null without an extra cache
   int main_keys, num_keys;   // clamped lengths
 };
+/// The candidate lists of (request i, token j), with their clamped lengths.
+__device__ __forceinline__ KeyLists key_lists(const DecodeParams& p, int i, int j, int main_keys, int num_keys) {
+  KeyLists lists;
+  lists.main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
+  lists.extra_idx =
+      p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
+  lists.main_keys = main_keys;
+  lists.num_keys = num_keys;
+  return lists;
+}
 
 /// A lane's candidate in every chunk: key `my_key` of chunk c; an empty candidate past the
 /// split's last chunk.
@@ -1150,6 +1165,8 @@ __device__ __forceinline__ void prefetch_cta_start(const DecodeParams& p, const 
     const int t = static_cast<int>(threadIdx.x) - T::kConsumerThreads;
     const int pos = chunk_begin * kChunkKeys + 32 * t;  // 32 indices = one 128-byte line
     if (t >= 0 && t < 8 && pos < num_keys) {
+      // NOTE: the list's address picked before the offset (key_lists computes both lists and
+      // selects: other machine code than the measured build's).
       const int32_t* idx = pos < main_keys ? p.indices + cc.i * p.idx_stride_b + cc.j * p.idx_stride_s + pos
                                            : p.extra_indices + cc.i * p.extra_idx_stride_b +
                                                  cc.j * p.extra_idx_stride_s + (pos - main_keys);
@@ -1159,8 +1176,7 @@ __device__ __forceinline__ void prefetch_cta_start(const DecodeParams& p, const 
   if constexpr (MODEL1_DECODE_START_PREFETCH >= 1) {
     // NOTE: q rows are 16-byte aligned here (`supports`), and the size is a multiple of 16.
     if (threadIdx.x == 32 && p.q_stride_h == T::kDQk) {
-      const uint16_t* q_rows = p.q + cc.i * p.q_stride_b + cc.j * p.q_stride_s + cc.g * T::kRows * p.q_stride_h;
-      ptx::cp_async_bulk_prefetch_l2(q_rows, T::kRows * T::kDQk * 2);
+      ptx::cp_async_bulk_prefetch_l2(token_q(p, cc.i, cc.j) + cc.g * T::kRows * p.q_stride_h, T::kRows * T::kDQk * 2);
     }
   }
 }
@@ -1210,12 +1226,7 @@ __device__ __forceinline__ void decode_cta(const DecodeParams& p, const Smem<T>&
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (warpgroup >= T::kConsumerWarpgroups) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    KeyLists lists;
-    lists.main_idx = p.indices + i * p.idx_stride_b + j * p.idx_stride_s;
-    lists.extra_idx =
-        p.extra_indices != nullptr ? p.extra_indices + i * p.extra_idx_stride_b + j * p.extra_idx_stride_s : nullptr;
-    lists.main_keys = main_keys;
-    lists.num_keys = sched.num_keys;
+    const KeyLists lists = key_lists(p, i, j, main_keys, sched.num_keys);
     if constexpr (T::Ring::kBulk) {
       produce_bulk<T>(sm, p, lists, chunk_begin, chunk_end);
     } else {
