@@ -1306,6 +1306,18 @@ TEST(PrefillCudaSmall, BalancedRangesCoverEveryItem) {
   }
 }
 
+// A prefill switch of the sm_90a kernel that must not change a bit: the outputs with it unset
+// match the CPU backend (p.run_reference() ran), and with `name`=0 they are bitwise the same.
+void expect_switch_off_changes_no_bit(Problem& p, const char* name) {
+  const Outputs on = p.run_gpu(PrefillPipeline::kAuto);
+  expect_close(on, p.ref());
+  EXPECT_TRUE(p.guards_intact());
+  const ScopedEnv off(name, "0");
+  const Outputs without = p.run_gpu(PrefillPipeline::kAuto);
+  EXPECT_TRUE(p.guards_intact());
+  EXPECT_TRUE(bitwise_equal(on, without));
+}
+
 // The sm_90a kernel's TMA path (Q tiles by tensor copies, MODEL1_CUDA_PREFILL_TMA unset) and
 // its thread-copy path (=0) compute the same values: bitwise the same outputs, for contiguous
 // and head-major q, items without keys among others, on the whole grid and with 2 CTAs walking
@@ -1332,22 +1344,55 @@ TEST(PrefillCudaSmall, TmaAndThreadCopiesAgreeBitwise) {
         for (const char* cap : {"", "2"}) {
           SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
           const ScopedEnv ctas("MODEL1_CUDA_PREFILL_CTAS", cap);
-          const Outputs tma = p.run_gpu(PrefillPipeline::kAuto);
-          expect_close(tma, p.ref());
-          EXPECT_TRUE(p.guards_intact());
-          const ScopedEnv off("MODEL1_CUDA_PREFILL_TMA", "0");
-          const Outputs threads = p.run_gpu(PrefillPipeline::kAuto);
-          EXPECT_TRUE(p.guards_intact());
-          EXPECT_TRUE(bitwise_equal(tma, threads));
+          expect_switch_off_changes_no_bit(p, "MODEL1_CUDA_PREFILL_TMA");
         }
       }
     }
   }
 }
 
-TEST(PrefillCuda, PrefillTmaSwitchRejectsBadValues) {
+// The staggered start of the sm_90a round-robin grid (MODEL1_CUDA_PREFILL_STAGGER unset) delays
+// the CTAs with one item fewer; it must not change a bit: the same outputs as every CTA starting
+// at once (=0), with CTA caps that leave such CTAs (7 items over 5 or 2 CTAs, 135 over the
+// whole grid), with invalid indices among the keys; both match the CPU backend.
+void expect_stagger_changes_no_bit(const Case& c) {
+  SCOPED_TRACE(c.name());
+  Problem p(c);
+  p.run_reference();
+  expect_switch_off_changes_no_bit(p, "MODEL1_CUDA_PREFILL_STAGGER");
+}
+
+TEST(PrefillCudaSmall, StaggeredStartChangesNoBit) {
   SKIP_WITHOUT_GPU();
-  if (!sm90_expected()) GTEST_SKIP() << "MODEL1_CUDA_PREFILL_TMA applies to the sm_90a kernel only (not run here)";
+  for (int h : {64, 128}) {
+    Case c;
+    c.d_qk = 512;
+    c.h_q = h;
+    c.topk = 192;
+    c.s_q = 7;
+    c.s_kv = 400;
+    c.invalid_frac = 0.2;
+    c.sink = Sink::kFinite;
+    c.seed = seed_of(512, h, 71);
+    for (const char* cap : {"5", "2"}) {
+      SCOPED_TRACE(std::string("MODEL1_CUDA_PREFILL_CTAS=") + cap);
+      const ScopedEnv ctas("MODEL1_CUDA_PREFILL_CTAS", cap);
+      expect_stagger_changes_no_bit(c);
+    }
+  }
+  Case big;  // the whole grid (135 items over at most 132 CTAs)
+  big.d_qk = 512;
+  big.h_q = 64;
+  big.topk = 64;
+  big.s_q = 135;
+  big.s_kv = 300;
+  big.seed = seed_of(512, 64, 72);
+  expect_stagger_changes_no_bit(big);
+}
+
+// A run-time switch of the sm_90a prefill kernel (read on every call) rejects values other than
+// '0', '1' or unset, naming itself.
+void expect_prefill_switch_rejects_bad_values(const char* name) {
   Case c;
   c.d_qk = 512;
   c.h_q = 64;
@@ -1355,14 +1400,26 @@ TEST(PrefillCuda, PrefillTmaSwitchRejectsBadValues) {
   c.s_q = 2;
   Problem p(c);
   for (const char* bad : {"2", "yes", "-1"}) {
-    const ScopedEnv env("MODEL1_CUDA_PREFILL_TMA", bad);
+    const ScopedEnv env(name, bad);
     try {
       p.run_gpu(PrefillPipeline::kAuto);
-      ADD_FAILURE() << "no error for MODEL1_CUDA_PREFILL_TMA=" << bad;
+      ADD_FAILURE() << "no error for " << name << "=" << bad;
     } catch (const Error& e) {
-      EXPECT_EQ(e.argument(), "MODEL1_CUDA_PREFILL_TMA");
+      EXPECT_EQ(e.argument(), name);
     }
   }
+}
+
+TEST(PrefillCuda, PrefillStaggerSwitchRejectsBadValues) {
+  SKIP_WITHOUT_GPU();
+  if (!sm90_expected()) GTEST_SKIP() << "MODEL1_CUDA_PREFILL_STAGGER applies to the sm_90a kernel only (not run here)";
+  expect_prefill_switch_rejects_bad_values("MODEL1_CUDA_PREFILL_STAGGER");
+}
+
+TEST(PrefillCuda, PrefillTmaSwitchRejectsBadValues) {
+  SKIP_WITHOUT_GPU();
+  if (!sm90_expected()) GTEST_SKIP() << "MODEL1_CUDA_PREFILL_TMA applies to the sm_90a kernel only (not run here)";
+  expect_prefill_switch_rejects_bad_values("MODEL1_CUDA_PREFILL_TMA");
 }
 
 TEST(PrefillCuda, PrefillCtaCapRejectsBadValues) {

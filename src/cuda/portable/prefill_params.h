@@ -34,6 +34,13 @@ struct PrefillParams {
   /// 12 and 24 timed within 2% of each other on prefill-h64-len, 6 the fastest (PERF.md).
   int item_cost = 6;
 
+  /// sm_90a kernel, round-robin items (no topk_length): the CTAs from `stagger_from` on have one
+  /// item fewer than the busiest, and their producers start up to `stagger_cycles` late, in 16
+  /// phases by head-group set, so the grid's Q loads and out stores stop arriving in lockstep
+  /// (prefill_stagger in prefill_launch.cuh; 0: no delay).
+  int stagger_cycles = 0;
+  int stagger_from = 0;
+
   bool q_aligned16 = true;   ///< q rows 16-byte aligned: 16-byte vector loads
   bool kv_aligned16 = true;  ///< kv rows 16-byte aligned: cp.async gathers
   bool out_aligned4 = true;  ///< out 4-byte aligned: bf16x2 stores

@@ -235,6 +235,14 @@ __device__ void produce_prefill(const Smem<T>& sm, const PrefillParams& p, const
   // NOTE: 8 threads read the 128 contiguous bytes of one 64-column block of a row together.
   const uint16_t* kv = p.kv + u * 8;
 
+  // NOTE: the staggered start (prefill_stagger): the consumers wait for the producers' first
+  // copies. Here rather than before the roles split: there it made ptxas spill 32 bytes.
+  if (p.stagger_cycles > 0 && static_cast<int>(blockIdx.x) >= p.stagger_from) {
+    const uint32_t set = blockIdx.x / static_cast<uint32_t>(p.num_head_groups);
+    const uint32_t delay = ((set * 5u) & 15u) * static_cast<uint32_t>(p.stagger_cycles) / 16u;
+    const uint32_t start = static_cast<uint32_t>(clock());
+    while (static_cast<uint32_t>(clock()) - start < delay) __nanosleep(256);
+  }
   PipelineState<T::kStages> ps;
   uint32_t q_fills = 0;
   // NOTE: the range's end is read from shared memory at every item (volatile): held in a

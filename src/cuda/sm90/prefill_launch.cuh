@@ -38,6 +38,27 @@ inline int prefill_cta_cap() {
 /// call.
 inline bool prefill_tma_enabled() { return env_switch_on("MODEL1_CUDA_PREFILL_TMA"); }
 
+/// MODEL1_CUDA_PREFILL_STAGGER: `0` starts every CTA at once; unset, empty or `1`: the
+/// staggered start below. Read on every call.
+inline bool prefill_stagger_enabled() { return env_switch_on("MODEL1_CUDA_PREFILL_STAGGER"); }
+
+/// The staggered start of a round-robin grid (no topk_length): every item costs the same, so
+/// the CTAs run in lockstep, and at each item boundary all of them load their next Q (64 KiB)
+/// and store their out rows together. When `items` is not a multiple of `ctas`, the CTAs from
+/// items % ctas on have one item fewer than the busiest: delaying their start by up to half an
+/// item (estimated at 3300 cycles a 64-key chunk plus 4500) spreads those bursts without
+/// lengthening the call. prefill-h64 0.983-0.996 of the time without (PERF.md, thirtieth
+/// session). Items are computed by the same instructions either way: results do not change.
+inline void prefill_stagger(PrefillParams& p, int64_t items, int64_t ctas, int block_n) {
+  p.stagger_cycles = 0;
+  p.stagger_from = 0;
+  const bool on = prefill_stagger_enabled();  // validated on every call
+  if (!on || p.topk_length != nullptr || items <= ctas || items % ctas == 0) return;
+  const int64_t chunks = (static_cast<int64_t>(p.topk) + block_n - 1) / block_n;
+  p.stagger_cycles = static_cast<int>(std::min<int64_t>((chunks * 3300 + 4500) / 2, int64_t{1} << 24));
+  p.stagger_from = static_cast<int>(items % ctas);
+}
+
 /// The driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null
 /// where the driver does not provide it.
 using TensorMapEncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
@@ -106,6 +127,7 @@ void launch_sparse_prefill(const PrefillParams& params, cudaStream_t stream, int
   int64_t ctas = std::min<int64_t>(items, device_sm_count(device, "sparse_prefill"));
   const int cap = prefill_cta_cap();
   if (cap > 0) ctas = std::min<int64_t>(ctas, cap);
+  prefill_stagger(p, items, ctas, T::kBlockN);
   PrefillMaps maps{};
   if (prefill_q_map<kDQk>(p, &maps)) {
     ensure_smem_limit(sparse_prefill_sm90_kernel<T, true>, device, T::kSmemBytes, smem_raised_tma, "sparse_prefill");
